@@ -1,0 +1,220 @@
+"""Typed models of every input event (orders, support tickets, emails, erasure requests).
+
+These models are the processor's validator. The JSON Schema files beside this module are
+exported from them (``python -m schemas.export``) so that producers in any language check
+events against the same rules; ``tests/test_schemas.py`` proves the two agree.
+
+Amounts are exact decimals: a JSON number or a plain decimal string such as ``"19.99"``.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from functools import reduce
+from operator import or_
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    WithJsonSchema,
+    model_validator,
+)
+
+_DECIMAL_TEXT = r"^[0-9]+(\.[0-9]+)?$"
+_POSITIVE_DECIMAL_TEXT = r"^(?=.*[1-9])[0-9]+(\.[0-9]+)?$"
+_DECIMAL_TEXT_RE = re.compile(_DECIMAL_TEXT)
+
+
+def _plain_decimal_text(value: Any) -> Any:
+    """Decimal strings must be plain (no sign, exponent, spaces): what the JSON Schema allows."""
+    if isinstance(value, str) and not _DECIMAL_TEXT_RE.match(value):
+        raise ValueError("a decimal string must look like 12 or 12.34")
+    if isinstance(value, bool):
+        raise ValueError("an amount must be a number or a decimal string")
+    return value
+
+
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Amount = Annotated[
+    Decimal,
+    BeforeValidator(_plain_decimal_text),
+    Field(ge=0, allow_inf_nan=False),
+    WithJsonSchema(
+        {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": _DECIMAL_TEXT}]}
+    ),
+]
+PositiveAmount = Annotated[
+    Decimal,
+    BeforeValidator(_plain_decimal_text),
+    Field(gt=0, allow_inf_nan=False),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0},
+                {"type": "string", "pattern": _POSITIVE_DECIMAL_TEXT},
+            ]
+        }
+    ),
+]
+Timestamp = Annotated[
+    AwareDatetime,
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+Priority = Literal["low", "normal", "high", "urgent"]
+
+
+class InputEvent(BaseModel):
+    """Fields every input event carries. Unknown extra fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    event_id: Identifier
+    customer_id: Identifier
+    occurred_at: Timestamp
+
+
+class OrderLine(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    sku: Identifier
+    quantity: Annotated[int, Field(gt=0, strict=True)]
+    unit_price: Amount
+    list_price: Amount | None = None
+    unit_cost: Amount | None = None
+
+    @model_validator(mode="after")
+    def _list_price_not_below_price(self) -> OrderLine:
+        if self.list_price is not None and self.list_price < self.unit_price:
+            raise ValueError("list_price must not be below unit_price")
+        return self
+
+
+Lines = Annotated[list[OrderLine], Field(min_length=1)]
+
+
+class OrderPlaced(InputEvent):
+    type: Literal["order.placed"]
+    order_id: Identifier
+    currency: Currency
+    lines: Lines
+    payment_due_at: Timestamp | None = None
+
+
+class OrderAmended(InputEvent):
+    type: Literal["order.amended"]
+    order_id: Identifier
+    lines: Lines
+
+
+class OrderCancelled(InputEvent):
+    type: Literal["order.cancelled"]
+    order_id: Identifier
+
+
+class OrderRefunded(InputEvent):
+    type: Literal["order.refunded"]
+    order_id: Identifier
+    amount: PositiveAmount
+
+
+class OrderPaid(InputEvent):
+    type: Literal["order.paid"]
+    order_id: Identifier
+
+
+class TicketOpened(InputEvent):
+    type: Literal["ticket.opened"]
+    ticket_id: Identifier
+    priority: Priority = "normal"
+
+
+class TicketResolved(InputEvent):
+    type: Literal["ticket.resolved"]
+    ticket_id: Identifier
+
+
+class TicketReopened(InputEvent):
+    type: Literal["ticket.reopened"]
+    ticket_id: Identifier
+
+
+class TicketRated(InputEvent):
+    type: Literal["ticket.rated"]
+    ticket_id: Identifier
+    csat: Annotated[int, Field(ge=1, le=5, strict=True)]
+
+
+class EmailEvent(InputEvent):
+    type: Literal[
+        "email.sent", "email.opened", "email.clicked", "email.bounced", "email.unsubscribed"
+    ]
+    message_id: Identifier
+    campaign_id: Identifier | None = None
+
+
+class ErasureRequested(InputEvent):
+    type: Literal["customer.erasure_requested"]
+
+
+OrderEvent = OrderPlaced | OrderAmended | OrderCancelled | OrderRefunded | OrderPaid
+TicketEvent = TicketOpened | TicketResolved | TicketReopened | TicketRated
+Event = OrderEvent | TicketEvent | EmailEvent | ErasureRequested
+
+
+class TopicSchema(BaseModel):
+    """What one input topic accepts."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    topic: str
+    title: str
+    models: tuple[type[InputEvent], ...]
+
+    @property
+    def types(self) -> frozenset[str]:
+        return frozenset(t for m in self.models for t in _literal_types(m))
+
+
+def _literal_types(model: type[InputEvent]) -> tuple[str, ...]:
+    return model.model_fields["type"].annotation.__args__  # type: ignore[union-attr]
+
+
+TOPICS: tuple[TopicSchema, ...] = (
+    TopicSchema(
+        topic="orders",
+        title="valuestream order event",
+        models=(OrderPlaced, OrderAmended, OrderCancelled, OrderRefunded, OrderPaid),
+    ),
+    TopicSchema(
+        topic="support-tickets",
+        title="valuestream support-ticket event",
+        models=(TicketOpened, TicketResolved, TicketReopened, TicketRated),
+    ),
+    TopicSchema(topic="email-events", title="valuestream email event", models=(EmailEvent,)),
+    TopicSchema(
+        topic="erasure-requests",
+        title="valuestream erasure request",
+        models=(ErasureRequested,),
+    ),
+)
+TOPIC_BY_NAME = {schema.topic: schema for schema in TOPICS}
+TOPIC_OF_TYPE = {t: schema.topic for schema in TOPICS for t in schema.types}
+
+
+def adapter_for(schema: TopicSchema) -> TypeAdapter[Any]:
+    """A validator for one topic: a union of its models, chosen by the ``type`` field."""
+    union = schema.models[0] if len(schema.models) == 1 else _tagged(schema.models)
+    return TypeAdapter(union)
+
+
+def _tagged(models: tuple[type[InputEvent], ...]) -> Any:
+    return Annotated[reduce(or_, models), Field(discriminator="type")]
+

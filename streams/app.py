@@ -1,0 +1,70 @@
+"""The Faust application of one worker: settings, clock, topics and tables.
+
+Importing this module reads the settings from the environment (raising ConfigError on a bad
+value). Agents (``agents/``) and web views (``streams/web.py``) attach to ``app``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import faust
+
+from streams.clock import Clock
+from streams.domain.apply import Rules
+from streams.settings import Settings
+from streams.topics import CUSTOMER_VALUE, DEAD_LETTERS, INPUT_TOPICS, ticks_topic
+
+settings = Settings.from_env()
+clock = Clock(settings.clock)
+rules = Rules(
+    currency=settings.currency,
+    fx_rates=settings.fx_rates,
+    default_margin=settings.default_margin,
+    dedup_window=timedelta(days=settings.dedup_days),
+    orphan_ttl=timedelta(days=settings.orphan_days),
+)
+
+app = faust.App(
+    settings.app_id,
+    broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
+    store="rocksdb://" if settings.store == "rocksdb" else "memory://",
+    datadir=str(settings.data_dir),
+    web_host=settings.web_host,
+    web_bind=settings.web_host,
+    web_port=settings.web_port,
+    canonical_url=f"http://{settings.web_host}:{settings.web_port}",
+    topic_partitions=settings.partitions,
+    processing_guarantee="at_least_once",
+    consumer_auto_offset_reset="earliest",
+    producer_acks=-1,
+    autodiscover=False,
+    web_enabled=True,
+)
+
+
+# Keys and values stay bytes everywhere: decoding and encoding are the agent's job.
+def raw_topic(*names: str) -> faust.TopicT:
+    return app.topic(
+        *names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+
+
+TICKS = ticks_topic(settings)
+INPUT_NAMES = {settings.topic(name): name for name in INPUT_TOPICS}
+
+# One agent reads every input topic and the tick topic; all have the same partition count,
+# so one partition number holds all of a customer's events, state and due work.
+inputs = raw_topic(*INPUT_NAMES, TICKS)
+ticks = raw_topic(TICKS)
+customer_value = raw_topic(settings.topic(CUSTOMER_VALUE))
+dead_letters = raw_topic(settings.topic(DEAD_LETTERS))
+
+# customer_id -> the customer's state (streams.domain.state.dump_state bytes).
+customers = app.Table(
+    "customers", default=None, key_type=bytes, value_type=bytes, partitions=settings.partitions
+)
+# Due-time index of time-driven work, per partition (streams.schedule).
+schedule = app.Table(
+    "schedule", default=None, key_type=bytes, value_type=bytes, partitions=settings.partitions
+)

@@ -1,0 +1,123 @@
+"""The ``valuestream`` command: worker, topics, publish, demo.
+
+Errors a user can fix (a bad flag, a bad environment variable, an unreachable broker) end
+in one line on stderr naming the problem, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from streams.settings import ConfigError, Settings
+from streams.topics import TopicError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not the usage block
+        self.exit(EXIT_USAGE, f"valuestream: {message}\n")
+
+
+def _port(text: str) -> str:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r} (expected 1..65535)")
+    return text
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="valuestream", description="Real-time customer value profiles.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    worker = commands.add_parser("worker", help="run a stream-processing worker")
+    worker.add_argument("--web-port", type=_port, help="HTTP port (VALUESTREAM_WEB_PORT)")
+    worker.add_argument("--data-dir", help="state directory (VALUESTREAM_DATA_DIR)")
+
+    commands.add_parser("topics", help="create the topics valuestream uses, if missing")
+
+    publish = commands.add_parser("publish", help="send a JSONL file of events to their topics")
+    publish.add_argument("file", type=Path, help="one JSON event per line ('-' for stdin)")
+
+    demo = commands.add_parser("demo", help="send plausible shop traffic")
+    demo.add_argument("--customers", type=_positive_int, default=200)
+    demo.add_argument("--events", type=_positive_int, default=5_000,
+                      help="how many events to send in all")
+    demo.add_argument("--rate", type=_non_negative_float, default=200.0,
+                      help="events per second (0: as fast as possible)")
+    demo.add_argument("--seed", type=int, default=7)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (ConfigError, TopicError) as exc:
+        print(f"valuestream: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "worker":
+        if args.web_port:
+            os.environ["VALUESTREAM_WEB_PORT"] = args.web_port
+        if args.data_dir:
+            os.environ["VALUESTREAM_DATA_DIR"] = args.data_dir
+        return _worker(Settings.from_env())
+    settings = Settings.from_env()
+    if args.command == "topics":
+        from streams.topics import ensure_topics
+
+        created = ensure_topics(settings)
+        print(f"created {len(created)} topic(s)" + "".join(f"\n  {t}" for t in created))
+        return 0
+    if args.command == "publish":
+        from streams.publish import publish_file
+
+        return publish_file(settings, args.file)
+    from streams.demo import run_demo
+
+    return run_demo(settings, customers=args.customers, events=args.events, rate=args.rate,
+                    seed=args.seed)
+
+
+def _worker(settings: Settings) -> int:
+    from streams.topics import ensure_topics
+
+    ensure_topics(settings)
+    from faust.worker import Worker
+
+    import agents.customers  # noqa: F401  (registers the agent and timers)
+    import streams.web  # noqa: F401  (registers the views)
+    from streams.app import app
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    worker = Worker(app, loglevel=settings.log_level, quiet=True)
+    worker.execute_from_commandline()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""Raw Kafka message -> typed input event, or the reason it is a dead letter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from schemas.events import TOPICS, Event, adapter_for
+
+_ADAPTERS = {schema.topic: adapter_for(schema) for schema in TOPICS}
+_TIMESTAMP_FIELDS = frozenset({"occurred_at", "payment_due_at"})
+_TYPE_ERRORS = frozenset({"union_tag_invalid", "literal_error"})
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """Why a message cannot be applied: a stable snake_case code and a readable message."""
+
+    code: str
+    message: str
+
+
+def decode(topic: str, key: bytes | None, value: bytes | None) -> Event | Invalid:
+    """Validate one message of an input topic (named without prefix)."""
+    if value is None:
+        return Invalid("invalid_json", "the message has no value")
+    try:
+        event: Event = _ADAPTERS[topic].validate_json(value)
+    except ValidationError as exc:
+        return _classify(exc.errors(include_url=False))
+    if key is None or key != event.customer_id.encode():
+        shown = "no key" if key is None else f"key {key.decode(errors='replace')!r}"
+        return Invalid(
+            "key_mismatch",
+            f"customer_id {event.customer_id!r} does not match the message's {shown}",
+        )
+    return event
+
+
+def _classify(errors: list[ErrorDetails]) -> Invalid:
+    first = errors[0]
+    if first["type"] == "json_invalid":
+        return Invalid("invalid_json", f"not valid JSON: {first['msg']}")
+    for error in errors:
+        if error["type"] in _TYPE_ERRORS and error["loc"][-1:] in ((), ("type",)):
+            return Invalid("unknown_type", f"unknown event type: {error['msg']}")
+    for error in errors:
+        if _TIMESTAMP_FIELDS.intersection(map(str, error["loc"])):
+            return Invalid("bad_timestamp", _describe(error))
+    return Invalid("schema_violation", "; ".join(_describe(e) for e in errors[:3]))
+
+
+def _describe(error: ErrorDetails) -> str:
+    # The first element of a tagged union's location is the tag itself: drop it.
+    location = [str(part) for part in error["loc"] if "." not in str(part)]
+    return f"{'.'.join(location) or 'value'}: {error['msg']}"

@@ -1,0 +1,163 @@
+"""``valuestream demo``: plausible shop traffic for trying valuestream out.
+
+Repeat buyers and one-time buyers, amendments, cancellations, refunds, late payments,
+tickets with ratings, email sends, opens and clicks, and about 1% malformed messages (bad
+JSON, a schema violation, a key mismatch, an unknown currency) that end as dead letters.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from rich.progress import Progress
+
+from schemas.events import TOPIC_OF_TYPE
+from streams.publish import open_producer
+from streams.settings import Settings
+
+SKUS = [("mug", "12.50", "4.10"), ("tea-100g", "8.90", None), ("teapot", "39.00", "15.20"),
+        ("gift-box", "24.99", "9.75"), ("sampler", "17.45", None)]
+
+
+@dataclass
+class DemoCustomer:
+    customer_id: str
+    loyal: bool
+    orders: list[str] = field(default_factory=list)
+    unpaid: list[str] = field(default_factory=list)
+    tickets: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+
+Message = tuple[str, bytes | None, bytes]  # topic (without prefix), key, value
+
+
+class DemoTraffic:
+    def __init__(self, customers: int, seed: int, start: datetime) -> None:
+        self.random = random.Random(seed)
+        self.now = start
+        self.run = f"{int(start.timestamp()):x}"  # ids differ between runs
+        self.counter = 0
+        self.customers = [
+            DemoCustomer(f"demo-{n:05d}", loyal=self.random.random() < 0.35)
+            for n in range(customers)
+        ]
+
+    def messages(self, count: int) -> Iterator[Message]:
+        for _ in range(count):
+            self.now += timedelta(seconds=self.random.expovariate(1 / 30))
+            customer = self.random.choice(self.customers)
+            if self.random.random() < 0.01:
+                yield self._malformed(customer)
+            else:
+                event = self._event(customer)
+                key = customer.customer_id.encode()
+                yield TOPIC_OF_TYPE[event["type"]], key, orjson.dumps(event)
+
+    def _base(self, customer: DemoCustomer, event_type: str, **fields: Any) -> dict[str, Any]:
+        self.counter += 1
+        return {
+            "event_id": f"demo-{self.run}-{self.counter:09d}",
+            "type": event_type,
+            "customer_id": customer.customer_id,
+            "occurred_at": self.now.isoformat(),
+            **fields,
+        }
+
+    def _lines(self) -> list[dict[str, Any]]:
+        lines = []
+        for sku, price, cost in self.random.sample(SKUS, self.random.randint(1, 3)):
+            line: dict[str, Any] = {"sku": sku, "quantity": self.random.randint(1, 3),
+                                    "unit_price": price}
+            if self.random.random() < 0.3:
+                line["list_price"] = f"{float(price) * 1.2:.2f}"
+            if cost:
+                line["unit_cost"] = cost
+            lines.append(line)
+        return lines
+
+    def _event(self, c: DemoCustomer) -> dict[str, Any]:
+        r = self.random.random()
+        can_reorder = c.loyal or not c.orders
+        if r < 0.22 and can_reorder:
+            order_id = f"{c.customer_id}-{self.run}-o{len(c.orders) + 1}"
+            c.orders.append(order_id)
+            c.unpaid.append(order_id)
+            currency = "EUR" if self.random.random() < 0.1 else "USD"
+            # Most orders are due in 14 days; some in an hour, which customers often miss.
+            term = timedelta(hours=1) if self.random.random() < 0.2 else timedelta(days=14)
+            due = self.now + term
+            return self._base(c, "order.placed", order_id=order_id, currency=currency,
+                              lines=self._lines(), payment_due_at=due.isoformat())
+        if r < 0.36 and c.orders:
+            kind = self.random.choices(
+                ["order.paid", "order.amended", "order.cancelled", "order.refunded"],
+                weights=[6 if c.unpaid else 0, 2, 1, 1])[0]
+            paying = kind == "order.paid"
+            order_id = c.unpaid.pop(0) if paying else self.random.choice(c.orders)
+            fields: dict[str, Any] = {"order_id": order_id}
+            if kind == "order.amended":
+                fields["lines"] = self._lines()
+            elif kind == "order.refunded":
+                fields["amount"] = "5.00"
+            return self._base(c, kind, **fields)
+        if r < 0.46:
+            if c.tickets and self.random.random() < 0.6:
+                ticket_id = self.random.choice(c.tickets)
+                kind = self.random.choice(["ticket.resolved", "ticket.rated", "ticket.reopened"])
+                extra = {"csat": self.random.randint(1, 5)} if kind == "ticket.rated" else {}
+                return self._base(c, kind, ticket_id=ticket_id, **extra)
+            ticket_id = f"{c.customer_id}-{self.run}-t{len(c.tickets) + 1}"
+            c.tickets.append(ticket_id)
+            priority = self.random.choice(["low", "normal", "normal", "high", "urgent"])
+            return self._base(c, "ticket.opened", ticket_id=ticket_id, priority=priority)
+        if c.messages and self.random.random() < 0.55:
+            kind = self.random.choices(
+                ["email.opened", "email.clicked", "email.bounced", "email.unsubscribed"],
+                weights=[70, 25, 3, 2])[0]
+            return self._base(c, kind, message_id=self.random.choice(c.messages))
+        message_id = f"{c.customer_id}-{self.run}-m{len(c.messages) + 1}"
+        c.messages.append(message_id)
+        return self._base(c, "email.sent", message_id=message_id, campaign_id="newsletter")
+
+    def _malformed(self, c: DemoCustomer) -> Message:
+        key = c.customer_id.encode()
+        kind = self.random.choice(["json", "schema", "key", "currency"])
+        if kind == "json":
+            return "orders", key, b'{"event_id": "broken", "type": "order.placed",'
+        if kind == "schema":
+            event = self._base(c, "ticket.rated", ticket_id="t-x", csat=9)
+            return "support-tickets", key, orjson.dumps(event)
+        if kind == "key":
+            event = self._base(c, "email.sent", message_id="m-x")
+            return "email-events", b"someone-else", orjson.dumps(event)
+        event = self._base(c, "order.placed", order_id=f"{c.customer_id}-xx", currency="XTS",
+                           lines=self._lines())
+        return "orders", key, orjson.dumps(event)
+
+
+def run_demo(settings: Settings, customers: int, events: int, rate: float, seed: int) -> int:
+    """Send ``events`` messages, paced at ``rate`` per second (0: as fast as possible)."""
+    start = datetime.now(UTC) - timedelta(seconds=30 * events)  # history up to about now
+    traffic = DemoTraffic(customers, seed, start)
+    producer = open_producer(settings)
+    began = time.monotonic()
+    with Progress(transient=True) as progress:
+        task = progress.add_task("demo traffic", total=events)
+        for n, (topic, key, value) in enumerate(traffic.messages(events), start=1):
+            producer.send(settings.topic(topic), key=key, value=value)
+            progress.advance(task)
+            if rate > 0:
+                ahead = n / rate - (time.monotonic() - began)
+                if ahead > 0:
+                    time.sleep(ahead)
+    producer.flush()
+    producer.close()
+    print(f"sent {events} demo event(s) for {customers} customer(s)")
+    return 0

@@ -1,0 +1,223 @@
+"""The one typed settings object, read from the environment and validated at start-up.
+
+Every variable is listed in ``VARIABLES`` with its default and meaning; the README's table
+is written from the same list. A bad value raises :class:`ConfigError` whose message names
+the variable and the problem in one line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import orjson
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    default: str
+    meaning: str
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", "Kafka brokers, host:port[,host:port]"),
+    Variable("VALUESTREAM_DATA_DIR", ".local/data", "where the worker keeps its RocksDB state"),
+    Variable("VALUESTREAM_WEB_HOST", "127.0.0.1", "address the HTTP server binds and advertises"),
+    Variable("VALUESTREAM_WEB_PORT", "6066", "HTTP port of the worker"),
+    Variable("VALUESTREAM_TOPIC_PREFIX", "", "prefix put before every topic name"),
+    Variable("VALUESTREAM_PARTITIONS", "8", "partitions of the topics valuestream creates"),
+    Variable("VALUESTREAM_CLOCK", "wall", "`wall`, or `event` (now = largest occurred_at seen)"),
+    Variable("VALUESTREAM_CURRENCY", "USD", "base currency (ISO 4217) of every amount reported"),
+    Variable("VALUESTREAM_FX_RATES", "", 'JSON file of rates to the base, e.g. {"EUR": 1.08}'),
+    Variable("VALUESTREAM_DEFAULT_MARGIN", "0.30", "margin assumed for a line without unit_cost"),
+    Variable("VALUESTREAM_TICKET_COST", "0", "cost of handling one support ticket"),
+    Variable("VALUESTREAM_APP_ID", "valuestream", "consumer group and prefix of internal topics"),
+    Variable("VALUESTREAM_STORE", "rocksdb", "table store: `rocksdb`, or `memory` for tests"),
+    Variable("VALUESTREAM_DEDUP_DAYS", "35", "days an event_id is remembered for de-duplication"),
+    Variable("VALUESTREAM_ORPHAN_DAYS", "7", "days an event for an unknown order stays parked"),
+    Variable("VALUESTREAM_TICK_SECONDS", "1.0", "how often time-driven work is checked"),
+    Variable("VALUESTREAM_LOG_LEVEL", "info", "worker log level: debug, info, warning, error"),
+)
+
+_DEFAULTS = {v.name: v.default for v in VARIABLES}
+_TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._-]*$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_HOST_PORT = re.compile(r"^[^\s:,]+:\d{1,5}$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap_servers: str
+    data_dir: Path
+    web_host: str
+    web_port: int
+    topic_prefix: str
+    partitions: int
+    clock: Literal["wall", "event"]
+    currency: str
+    fx_rates: Mapping[str, Decimal] = field(repr=False)
+    default_margin: Decimal
+    ticket_cost: Decimal
+    app_id: str
+    store: Literal["rocksdb", "memory"]
+    dedup_days: int
+    orphan_days: int
+    tick_seconds: float
+    log_level: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every variable; raise ConfigError naming the first bad one."""
+        source = os.environ if env is None else env
+
+        def raw(name: str) -> str:
+            return source.get(name, _DEFAULTS[name]).strip()
+
+        def parsed(name: str, parse: Callable[[str], T]) -> T:
+            value = raw(name)
+            try:
+                return parse(value)
+            except (ValueError, InvalidOperation) as exc:
+                raise ConfigError(f"{name}={value!r}: {exc}") from None
+
+        currency = parsed("VALUESTREAM_CURRENCY", _currency)
+        return cls(
+            bootstrap_servers=parsed("KAFKA_BOOTSTRAP_SERVERS", _bootstrap),
+            data_dir=Path(raw("VALUESTREAM_DATA_DIR") or _DEFAULTS["VALUESTREAM_DATA_DIR"]),
+            web_host=parsed("VALUESTREAM_WEB_HOST", _non_empty),
+            web_port=parsed("VALUESTREAM_WEB_PORT", _int_in(1, 65535)),
+            topic_prefix=parsed("VALUESTREAM_TOPIC_PREFIX", _topic_prefix),
+            partitions=parsed("VALUESTREAM_PARTITIONS", _int_in(1, 10_000)),
+            clock=parsed("VALUESTREAM_CLOCK", _choice("wall", "event")),  # type: ignore[arg-type]
+            currency=currency,
+            fx_rates=parsed("VALUESTREAM_FX_RATES", lambda path: _fx_rates(path, currency)),
+            default_margin=parsed("VALUESTREAM_DEFAULT_MARGIN", _decimal_in(0, 1)),
+            ticket_cost=parsed("VALUESTREAM_TICKET_COST", _decimal_in(0, None)),
+            app_id=parsed("VALUESTREAM_APP_ID", _topic_prefix_non_empty),
+            store=parsed("VALUESTREAM_STORE", _choice("rocksdb", "memory")),  # type: ignore[arg-type]
+            dedup_days=parsed("VALUESTREAM_DEDUP_DAYS", _int_in(30, 3650)),
+            orphan_days=parsed("VALUESTREAM_ORPHAN_DAYS", _int_in(1, 365)),
+            tick_seconds=parsed("VALUESTREAM_TICK_SECONDS", _float_in(0.05, 60.0)),
+            log_level=parsed("VALUESTREAM_LOG_LEVEL", _choice("debug", "info", "warning", "error")),
+        )
+
+    def topic(self, name: str) -> str:
+        """The full name of a topic, with the configured prefix."""
+        return f"{self.topic_prefix}{name}"
+
+
+def _non_empty(value: str) -> str:
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def _bootstrap(value: str) -> str:
+    servers = [s.strip() for s in value.split(",") if s.strip()]
+    if not servers or not all(_HOST_PORT.match(s) for s in servers):
+        raise ValueError("expected host:port[,host:port...]")
+    return ",".join(servers)
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValueError(f"expected a whole number from {low} to {high}") from None
+        if not low <= number <= high:
+            raise ValueError(f"expected a whole number from {low} to {high}")
+        return number
+
+    return parse
+
+
+def _float_in(low: float, high: float) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"expected a number from {low} to {high}") from None
+        if not low <= number <= high:
+            raise ValueError(f"expected a number from {low} to {high}")
+        return number
+
+    return parse
+
+
+def _decimal_in(low: int, high: int | None) -> Callable[[str], Decimal]:
+    bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
+
+    def parse(value: str) -> Decimal:
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            raise ValueError(f"expected a decimal number {bounds}") from None
+        if not number.is_finite() or number < low or (high is not None and number > high):
+            raise ValueError(f"expected a decimal number {bounds}")
+        return number
+
+    return parse
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value.lower() not in options:
+            raise ValueError(f"expected one of {', '.join(options)}")
+        return value.lower()
+
+    return parse
+
+
+def _currency(value: str) -> str:
+    if not _CURRENCY.match(value):
+        raise ValueError("expected a three-letter ISO 4217 code such as USD")
+    return value
+
+
+def _topic_prefix(value: str) -> str:
+    if not _TOPIC_PREFIX.match(value):
+        raise ValueError("only letters, digits, '.', '_' and '-' are allowed")
+    return value
+
+
+def _topic_prefix_non_empty(value: str) -> str:
+    return _topic_prefix(_non_empty(value))
+
+
+def _fx_rates(path: str, base: str) -> Mapping[str, Decimal]:
+    """Rates to the base currency from a JSON file; the base itself is always 1."""
+    rates: dict[str, Decimal] = {base: Decimal(1)}
+    if not path:
+        return rates
+    try:
+        document = orjson.loads(Path(path).read_bytes())
+    except OSError as exc:
+        raise ValueError(f"cannot read the file: {exc.strerror}") from None
+    except orjson.JSONDecodeError:
+        raise ValueError("the file is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise ValueError('expected a JSON object such as {"EUR": 1.08}')
+    for code, rate in document.items():
+        if not _CURRENCY.match(code):
+            raise ValueError(f"{code!r} is not a three-letter currency code")
+        try:
+            value = Decimal(str(rate))
+        except InvalidOperation:
+            raise ValueError(f"the rate of {code} is not a number") from None
+        if isinstance(rate, bool) or not value.is_finite() or value <= 0:
+            raise ValueError(f"the rate of {code} must be a positive number")
+        rates[code] = value
+    return rates

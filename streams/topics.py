@@ -1,0 +1,95 @@
+"""Topic names and their creation (``valuestream topics``; also run by every worker)."""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from dataclasses import dataclass
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from schemas.events import TOPICS as INPUT_SCHEMAS
+from streams.settings import Settings
+
+INPUT_TOPICS = tuple(schema.topic for schema in INPUT_SCHEMAS)
+CUSTOMER_VALUE = "customer-value"
+CHURN_RISK = "churn-risk"
+FOLLOW_UPS = "follow-ups"
+DEAD_LETTERS = "dead-letters"
+MODEL_PARAMS = "model-params"
+
+
+class TopicError(RuntimeError):
+    """Topics cannot be created, or exist with a layout valuestream cannot work with."""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    compacted: bool = False
+    copartitioned: bool = False  # must have exactly the configured number of partitions
+
+
+def ticks_topic(settings: Settings) -> str:
+    """Internal: the clock as a stream, one tick per partition (see agents/customers.py)."""
+    return f"{settings.topic_prefix}{settings.app_id}-ticks"
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    n = settings.partitions
+    specs = [TopicSpec(settings.topic(t), n, copartitioned=True) for t in INPUT_TOPICS]
+    specs += [
+        TopicSpec(ticks_topic(settings), n, copartitioned=True),
+        TopicSpec(settings.topic(CUSTOMER_VALUE), n, compacted=True),
+        TopicSpec(settings.topic(CHURN_RISK), n),
+        TopicSpec(settings.topic(FOLLOW_UPS), n),
+        TopicSpec(settings.topic(DEAD_LETTERS), n),
+        TopicSpec(settings.topic(MODEL_PARAMS), 1, compacted=True),
+    ]
+    return specs
+
+
+def ensure_topics(settings: Settings, replication_factor: int = 1) -> list[str]:
+    """Create missing topics; return the names created. Existing co-partitioned topics must
+    have the configured partition count, or a customer's events would meet on different
+    workers."""
+    specs = topic_specs(settings)
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=settings.bootstrap_servers.split(","),
+            client_id=f"{settings.app_id}-admin",
+            request_timeout_ms=15_000,
+        )
+    except KafkaError as exc:
+        raise TopicError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from None
+    try:
+        existing = set(admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        for spec in missing:
+            config = {"cleanup.policy": "compact"} if spec.compacted else {}
+            with suppress(TopicAlreadyExistsError):  # another worker created it meanwhile
+                admin.create_topics(
+                    [NewTopic(spec.name, spec.partitions, replication_factor, topic_configs=config)]
+                )
+        _check_partitions(admin, [s for s in specs if s.copartitioned and s.name in existing])
+        return [s.name for s in missing]
+    finally:
+        admin.close()
+
+
+def _check_partitions(admin: KafkaAdminClient, specs: list[TopicSpec]) -> None:
+    if not specs:
+        return
+    described = {
+        # kafka-python 3 calls the field "name", 2.x called it "topic".
+        t.get("name", t.get("topic")): len(t["partitions"])
+        for t in admin.describe_topics([s.name for s in specs])
+    }
+    for spec in specs:
+        actual = described.get(spec.name)
+        if actual is not None and actual != spec.partitions:
+            raise TopicError(
+                f"topic {spec.name} has {actual} partitions but VALUESTREAM_PARTITIONS is "
+                f"{spec.partitions}; input topics must all have the same count"
+            )
