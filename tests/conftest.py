@@ -1,0 +1,92 @@
+"""Fixtures: a real Kafka broker for the session, and valuestream workers as processes.
+
+The broker is, in this order: the cluster named by ``KAFKA_BOOTSTRAP_SERVERS``; a
+testcontainers Kafka when a Docker engine answers; the project's local KRaft broker
+(``deploy/kafka/kafka.sh``, on a port of its own, stopped again at the end); otherwise the
+session fails with a message saying what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT, Worker, free_port
+
+TEST_BROKER_PORT = os.environ.get("VALUESTREAM_TEST_BROKER_PORT", "19092")
+
+
+def _docker_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    probe = subprocess.run(["docker", "info"], capture_output=True, timeout=20, check=False)
+    return probe.returncode == 0
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        yield configured
+        return
+    if _docker_answers():
+        try:
+            from testcontainers.kafka import KafkaContainer
+        except ImportError:  # newer testcontainers moved the module
+            from testcontainers.community.kafka import KafkaContainer  # type: ignore[no-redef]
+        with KafkaContainer("confluentinc/cp-kafka:7.6.1").with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    missing = [tool for tool in ("java", "mvn") if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(
+            "no Kafka broker: KAFKA_BOOTSTRAP_SERVERS is not set, no Docker engine answers, "
+            f"and the local broker needs {' and '.join(missing)} (Java 17+ and Maven)",
+            pytrace=False,
+        )
+    env = {**os.environ, "KAFKA_PORT": TEST_BROKER_PORT}
+    script = ROOT / "deploy" / "kafka" / "kafka.sh"
+    started = subprocess.run(
+        [str(script), "up"], env=env, capture_output=True, text=True, check=False
+    )
+    if started.returncode != 0:
+        pytest.fail(f"the local Kafka broker did not start:\n{started.stderr}", pytrace=False)
+    try:
+        yield started.stdout.strip().splitlines()[-1]
+    finally:
+        subprocess.run([str(script), "down"], env=env, capture_output=True, check=False)
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A fresh topic prefix and consumer group, so tests never see each other's data."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def make_worker(kafka_bootstrap: str, namespace: str, tmp_path: Path) -> Iterator[type]:
+    """Start workers of one application: ``make_worker(name, **env)`` returns a Worker."""
+    started: list[Worker] = []
+
+    def start(name: str = "w1", **env: str) -> Worker:
+        worker = Worker(
+            name=name,
+            bootstrap=kafka_bootstrap,
+            namespace=namespace,
+            data_dir=tmp_path / name,
+            port=free_port(),
+            extra_env=env,
+        )
+        worker.start()
+        started.append(worker)
+        return worker
+
+    yield start  # type: ignore[misc]
+    for worker in started:
+        worker.stop()
