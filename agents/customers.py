@@ -19,7 +19,7 @@ from faust.types import TP, Message
 from schemas.events import Event
 from streams.app import (
     INPUT_NAMES,
-    TICKS,
+    TICKS_TOPIC,
     app,
     clock,
     customer_value,
@@ -43,6 +43,7 @@ from streams.metrics import (
     EVENTS,
     PARKED_RESOLVED,
     PROCESSING_SECONDS,
+    TICKS_PROCESSED,
 )
 from streams.schedule import DueIndex
 
@@ -54,7 +55,7 @@ last_processed: dict[TP, int] = {}
 async def process(stream: faust.StreamT[bytes]) -> None:
     async for event in stream.events():
         message = event.message
-        if message.topic == TICKS:
+        if message.topic == TICKS_TOPIC:
             await on_tick(message.partition)
         else:
             started = time.perf_counter()
@@ -106,6 +107,7 @@ async def store(
 async def on_tick(partition: int) -> None:
     """Time-driven work of one partition: parked events whose time is up."""
     now = clock.now()
+    TICKS_PROCESSED.labels(str(partition)).inc()
     for customer_id in due_index.pop_due(partition, now):
         stored = customers.get(customer_id)
         if not stored:
@@ -146,7 +148,7 @@ async def emit_dead_letters(rejected: Iterable[Rejected]) -> None:
 async def send_ticks() -> None:
     """The clock as a stream: one tick to every tick partition this worker owns."""
     for tp in app.assignor.assigned_actives():
-        if tp.topic == TICKS:
+        if tp.topic == TICKS_TOPIC:
             await ticks.send(value=b"", partition=tp.partition)
 
 

@@ -40,6 +40,9 @@ app = faust.App(
     producer_acks=-1,
     autodiscover=False,
     web_enabled=True,
+    # A killed worker's partitions move after this long (the broker's minimum is 6 s).
+    broker_session_timeout=settings.session_timeout,
+    broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
 )
 
 
@@ -50,13 +53,13 @@ def raw_topic(*names: str) -> faust.TopicT:
     )
 
 
-TICKS = ticks_topic(settings)
+TICKS_TOPIC = ticks_topic(settings)
 INPUT_NAMES = {settings.topic(name): name for name in INPUT_TOPICS}
 
 # One agent reads every input topic and the tick topic; all have the same partition count,
 # so one partition number holds all of a customer's events, state and due work.
-inputs = raw_topic(*INPUT_NAMES, TICKS)
-ticks = raw_topic(TICKS)
+inputs = raw_topic(*INPUT_NAMES, TICKS_TOPIC)
+ticks = raw_topic(TICKS_TOPIC)
 customer_value = raw_topic(settings.topic(CUSTOMER_VALUE))
 dead_letters = raw_topic(settings.topic(DEAD_LETTERS))
 

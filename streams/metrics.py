@@ -27,6 +27,10 @@ PARKED_RESOLVED = Counter(
     "Parked order events that were later applied or expired",
     ["result"],
 )
+TICKS_PROCESSED = Counter(
+    "valuestream_ticks", "Clock ticks processed (time-driven work checked), per partition",
+    ["partition"],
+)
 CUSTOMERS = Gauge(
     "valuestream_customers", "Customers owned by this worker, by churn-risk level", ["churn_risk"]
 )

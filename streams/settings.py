@@ -48,6 +48,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("VALUESTREAM_DEDUP_DAYS", "35", "days an event_id is remembered for de-duplication"),
     Variable("VALUESTREAM_ORPHAN_DAYS", "7", "days an event for an unknown order stays parked"),
     Variable("VALUESTREAM_TICK_SECONDS", "1.0", "how often time-driven work is checked"),
+    Variable("VALUESTREAM_SESSION_TIMEOUT", "10",
+              "seconds until a silent worker's partitions move"),
     Variable("VALUESTREAM_LOG_LEVEL", "info", "worker log level: debug, info, warning, error"),
 )
 
@@ -75,6 +77,7 @@ class Settings:
     dedup_days: int
     orphan_days: int
     tick_seconds: float
+    session_timeout: float
     log_level: str
 
     @classmethod
@@ -110,6 +113,7 @@ class Settings:
             dedup_days=parsed("VALUESTREAM_DEDUP_DAYS", _int_in(30, 3650)),
             orphan_days=parsed("VALUESTREAM_ORPHAN_DAYS", _int_in(1, 365)),
             tick_seconds=parsed("VALUESTREAM_TICK_SECONDS", _float_in(0.05, 60.0)),
+            session_timeout=parsed("VALUESTREAM_SESSION_TIMEOUT", _float_in(6.0, 300.0)),
             log_level=parsed("VALUESTREAM_LOG_LEVEL", _choice("debug", "info", "warning", "error")),
         )
 

@@ -10,7 +10,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
-from streams.app import TICKS, app, clock, customers, settings
+from streams.app import TICKS_TOPIC, app, clock, customers, settings
 from streams.domain.profile import build_profile
 from streams.domain.state import load_state
 
@@ -59,7 +59,7 @@ async def health(view: View, request: Request) -> Response:
         "clock": settings.clock,
         "now": clock.now().isoformat(),
         "active_partitions": sorted(
-            tp.partition for tp in app.assignor.assigned_actives() if tp.topic == TICKS
+            tp.partition for tp in app.assignor.assigned_actives() if tp.topic == TICKS_TOPIC
         ),
     }
     return json_response(view, body, status=503 if recovering else 200)

@@ -79,6 +79,7 @@ class Worker:
             "VALUESTREAM_WEB_PORT": str(self.port),
             "VALUESTREAM_PARTITIONS": "4",
             "VALUESTREAM_TICK_SECONDS": "0.2",
+            "VALUESTREAM_SESSION_TIMEOUT": "6",
             **self.extra_env,
         }
 
