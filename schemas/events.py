@@ -30,6 +30,9 @@ from pydantic import (
 _DECIMAL_TEXT = r"^[0-9]+(\.[0-9]+)?$"
 _POSITIVE_DECIMAL_TEXT = r"^(?=.*[1-9])[0-9]+(\.[0-9]+)?$"
 _DECIMAL_TEXT_RE = re.compile(_DECIMAL_TEXT)
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z"
+)
 
 
 def _plain_decimal_text(value: Any) -> Any:
@@ -41,7 +44,33 @@ def _plain_decimal_text(value: Any) -> Any:
     return value
 
 
+def _rfc3339_text(value: Any) -> Any:
+    """RFC 3339's own grammar: 'T' between date and time, seconds, an offset with a colon."""
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        raise ValueError("expected an RFC 3339 timestamp with an offset, e.g. 2026-01-02T03:04:05Z")
+    return value
+
+
+def _integral_number(value: Any) -> Any:
+    """JSON Schema counts 2.0 as an integer; so does the processor (but not "2" or 2.5)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Quantity = Annotated[
+    int,
+    BeforeValidator(_integral_number),
+    Field(gt=0, strict=True),
+    WithJsonSchema({"type": "integer", "minimum": 1}),
+]
+Csat = Annotated[
+    int,
+    BeforeValidator(_integral_number),
+    Field(ge=1, le=5, strict=True),
+    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 5}),
+]
 Amount = Annotated[
     Decimal,
     BeforeValidator(_plain_decimal_text),
@@ -63,8 +92,10 @@ PositiveAmount = Annotated[
         }
     ),
 ]
+# An RFC 3339 string only (no unix-time numbers, no naive times).
 Timestamp = Annotated[
     AwareDatetime,
+    BeforeValidator(_rfc3339_text),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
@@ -85,7 +116,7 @@ class OrderLine(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     sku: Identifier
-    quantity: Annotated[int, Field(gt=0, strict=True)]
+    quantity: Quantity
     unit_price: Amount
     list_price: Amount | None = None
     unit_cost: Amount | None = None
@@ -149,7 +180,7 @@ class TicketReopened(InputEvent):
 class TicketRated(InputEvent):
     type: Literal["ticket.rated"]
     ticket_id: Identifier
-    csat: Annotated[int, Field(ge=1, le=5, strict=True)]
+    csat: Csat
 
 
 class EmailEvent(InputEvent):

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from rich.console import Console
 from rich.progress import Progress
 
 from schemas.events import TOPIC_OF_TYPE
@@ -148,7 +149,7 @@ def run_demo(settings: Settings, customers: int, events: int, rate: float, seed:
     traffic = DemoTraffic(customers, seed, start)
     producer = open_producer(settings)
     began = time.monotonic()
-    with Progress(transient=True) as progress:
+    with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task("demo traffic", total=events)
         for n, (topic, key, value) in enumerate(traffic.messages(events), start=1):
             producer.send(settings.topic(topic), key=key, value=value)

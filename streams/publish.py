@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
+from rich.console import Console
 from rich.progress import Progress
 
 from schemas.events import TOPIC_OF_TYPE
@@ -56,13 +57,15 @@ def publish_file(settings: Settings, path: Path) -> int:
     total = None if str(path) == "-" else sum(1 for _ in _lines(path))
     producer = open_producer(settings)
     sent = skipped = 0
-    with Progress(transient=True) as progress:
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"publishing {path}", total=total)
         for number, line in _lines(path):
             try:
                 topic, key = route(orjson.loads(line))
             except (orjson.JSONDecodeError, ValueError) as exc:
-                progress.console.print(f"{path}:{number}: skipped: {exc}", style="red")
+                console.print(f"{path}:{number}: skipped: {exc}", style="red", soft_wrap=True,
+                              markup=False, highlight=False)
                 skipped += 1
             else:
                 producer.send(settings.topic(topic), key=key, value=line)

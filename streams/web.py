@@ -8,13 +8,14 @@ from typing import Any
 import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import AwareDatetime, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
+from schemas.events import Timestamp
 from streams.app import TICKS_TOPIC, app, clock, customers, settings
 from streams.domain.profile import build_profile
 from streams.domain.state import load_state
 
-_AS_OF = TypeAdapter(AwareDatetime)
+_AS_OF = TypeAdapter(Timestamp)
 
 
 def json_response(view: View, body: Any, status: int = 200) -> Response:

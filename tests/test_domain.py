@@ -1,0 +1,244 @@
+"""The value rules as pure functions: no broker, no Faust."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import pytest
+
+from schemas.events import Event
+from streams.decode import Invalid, decode
+from streams.domain.apply import Result, Rules, apply_event, expire_parked, next_deadline
+from streams.domain.profile import build_profile, money
+from streams.domain.state import CustomerState, Source, dump_state, load_state
+from tests.helpers import event as record
+
+RULES = Rules(
+    currency="USD",
+    fx_rates={"USD": Decimal(1), "EUR": Decimal("1.10")},
+    default_margin=Decimal("0.30"),
+    dedup_window=timedelta(days=35),
+    orphan_ttl=timedelta(days=7),
+)
+NOW = datetime(2026, 5, 1, tzinfo=UTC)
+
+
+def parse(event_type: str, event_id: str, occurred_at: str, **fields: Any) -> tuple[Event, Source]:
+    topic, key, value = record(event_type, event_id, "cust", occurred_at, **fields)
+    decoded = decode(topic, key, value)
+    assert not isinstance(decoded, Invalid), decoded
+    return decoded, Source(topic, 0, 0, key, value)
+
+
+class Customer:
+    """Applies events in turn, round-tripping the state through its stored form each time."""
+
+    def __init__(self) -> None:
+        self.state: CustomerState | None = None
+        self.results: list[Result] = []
+
+    def apply(self, event_type: str, event_id: str, occurred_at: str, now: datetime = NOW,
+              **fields: Any) -> Result:
+        event, source = parse(event_type, event_id, occurred_at, **fields)
+        result = apply_event(self.state, event, source, now, RULES)
+        if result.changed or self.state is None:
+            self.state = load_state(dump_state(result.state)) if result.state else None
+        self.results.append(result)
+        return result
+
+    def profile(self, as_of: datetime = NOW) -> dict[str, Any]:
+        assert self.state is not None
+        return build_profile(self.state, as_of, Decimal("0"))
+
+
+def order(c: Customer, event_id: str, order_id: str, at: str, lines: list[dict[str, Any]],
+          currency: str = "USD", **fields: Any) -> Result:
+    return c.apply("order.placed", event_id, at, order_id=order_id, currency=currency,
+                   lines=lines, **fields)
+
+
+def test_revenue_discount_and_cost_with_the_default_margin() -> None:
+    c = Customer()
+    order(c, "e1", "o1", "2026-04-01T00:00:00Z", [
+        {"sku": "a", "quantity": 3, "unit_price": "9.99", "list_price": "12.00"},
+        {"sku": "b", "quantity": 1, "unit_price": "20.00", "unit_cost": "5.00"},
+    ])
+    p = c.profile()
+    assert p["revenue"] == 49.97  # 3 x 9.99 + 20
+    assert p["discounts"] == 6.03  # 3 x 2.01
+    assert p["gross_margin"] == 23.99  # 49.97 - (29.97 x 0.7 + 5) = 49.97 - 25.979
+    assert p["net_profit"] == 23.99
+
+
+def test_foreign_currency_converts_at_the_rate_fixed_when_placed() -> None:
+    c = Customer()
+    order(c, "e1", "o1", "2026-04-01T00:00:00Z",
+          [{"sku": "a", "quantity": 1, "unit_price": "10.00", "unit_cost": "4.00"}],
+          currency="EUR")
+    c.apply("order.refunded", "e2", "2026-04-02T00:00:00Z", order_id="o1", amount="2.00")
+    p = c.profile()
+    assert (p["revenue"], p["gross_margin"], p["refunds"]) == (11.0, 6.6, 2.2)
+
+
+def test_unknown_currency_is_rejected_and_nothing_is_stored() -> None:
+    c = Customer()
+    result = order(c, "e1", "o1", "2026-04-01T00:00:00Z",
+                   [{"sku": "a", "quantity": 1, "unit_price": 1}], currency="JPY")
+    assert result.outcome == "dead_letter"
+    assert [r.code for r in result.rejected] == ["unknown_currency"]
+    assert not result.changed
+
+
+def test_a_late_arriving_older_amendment_does_not_win() -> None:
+    c = Customer()
+    order(c, "e1", "o1", "2026-04-01T00:00:00Z", [{"sku": "a", "quantity": 1, "unit_price": 10}])
+    c.apply("order.amended", "e3", "2026-04-03T00:00:00Z", order_id="o1",
+            lines=[{"sku": "a", "quantity": 3, "unit_price": 10}])
+    c.apply("order.amended", "e2", "2026-04-02T00:00:00Z", order_id="o1",
+            lines=[{"sku": "a", "quantity": 2, "unit_price": 10}])
+    p = c.profile()
+    assert (p["revenue"], p["amended_orders"], p["amend_rate"]) == (30.0, 1, 1.0)
+
+
+def test_cancelled_orders_leave_every_total_and_the_purchase_days() -> None:
+    c = Customer()
+    order(c, "e1", "o1", "2026-04-01T00:00:00Z", [{"sku": "a", "quantity": 1, "unit_price": 10}])
+    order(c, "e2", "o2", "2026-04-05T00:00:00Z", [{"sku": "a", "quantity": 1, "unit_price": 99}])
+    c.apply("order.cancelled", "e3", "2026-04-06T00:00:00Z", order_id="o2")
+    again = c.apply("order.cancelled", "e4", "2026-04-07T00:00:00Z", order_id="o2")
+    assert [r.code for r in again.rejected] == ["order_already_cancelled"]
+    p = c.profile()
+    assert (p["orders"], p["revenue"], p["cancelled_orders"], p["cancel_rate"]) == (
+        1, 10.0, 1, 0.5)
+    assert (p["frequency"], p["recency_days"]) == (0, 0)
+
+
+def test_refunds_are_bounded_and_counted_once_even_after_the_memory_forgets() -> None:
+    c = Customer()
+    order(c, "e1", "o1", "2026-04-01T00:00:00Z", [{"sku": "a", "quantity": 1, "unit_price": 10}])
+    c.apply("order.refunded", "r1", "2026-04-02T00:00:00Z", order_id="o1", amount="4")
+    too_much = c.apply("order.refunded", "r2", "2026-04-03T00:00:00Z", order_id="o1",
+                       amount="6.01")
+    assert [r.code for r in too_much.rejected] == ["refund_exceeds_order"]
+    # r1 again, 60 days later: the event-id memory has forgotten it, the order has not.
+    later = NOW + timedelta(days=60)
+    c.apply("email.sent", "x", "2026-06-30T00:00:00Z", now=later, message_id="m")
+    assert "r1" not in c.state.seen  # type: ignore[union-attr]
+    c.apply("order.refunded", "r1", "2026-04-02T00:00:00Z", now=later, order_id="o1",
+            amount="4")
+    assert c.profile()["refunds"] == 4.0
+
+
+def test_redelivered_event_is_a_duplicate() -> None:
+    c = Customer()
+    order(c, "e1", "o1", "2026-04-01T00:00:00Z", [{"sku": "a", "quantity": 1, "unit_price": 1}])
+    again = order(c, "e1", "o1", "2026-04-01T00:00:00Z",
+                  [{"sku": "a", "quantity": 1, "unit_price": 1}])
+    assert (again.outcome, again.changed) == ("duplicate", False)
+    other_id = order(c, "e2", "o1", "2026-04-01T00:00:00Z",
+                     [{"sku": "a", "quantity": 1, "unit_price": 1}])
+    assert [r.code for r in other_id.rejected] == ["order_exists"]
+
+
+def test_parked_events_apply_in_event_time_order_when_the_order_arrives() -> None:
+    c = Customer()
+    assert c.apply("order.paid", "p", "2026-04-03T00:00:00Z", order_id="o1").outcome == "parked"
+    c.apply("order.amended", "a", "2026-04-02T00:00:00Z", order_id="o1",
+            lines=[{"sku": "a", "quantity": 2, "unit_price": 10}])
+    assert next_deadline(c.state) == NOW + timedelta(days=7)  # type: ignore[arg-type]
+    placed = order(c, "o", "o1", "2026-04-01T00:00:00Z",
+                   [{"sku": "a", "quantity": 1, "unit_price": 10}],
+                   payment_due_at="2026-04-02T12:00:00Z")
+    assert (placed.outcome, placed.unparked) == ("applied", 2)
+    p = c.profile()
+    assert (p["revenue"], p["paid_orders"], p["late_payments"]) == (20.0, 1, 1)
+    assert c.state.parked == [] and next_deadline(c.state) is None  # type: ignore[union-attr]
+
+
+def test_parked_events_expire_into_dead_letters_with_their_source() -> None:
+    c = Customer()
+    c.apply("order.cancelled", "x", "2026-04-03T00:00:00Z", order_id="ghost")
+    assert c.state is not None
+    assert expire_parked(c.state, NOW + timedelta(days=7) - timedelta(seconds=1)) == []
+    expired = expire_parked(c.state, NOW + timedelta(days=7))
+    assert [(r.code, r.source.value) for r in expired] == [
+        ("orphan_expired", record("order.cancelled", "x", "cust", "2026-04-03T00:00:00Z",
+                                  order_id="ghost")[2])]
+    assert c.state.parked == []
+
+
+def test_erasure_keeps_only_a_marker_that_ignores_older_events() -> None:
+    c = Customer()
+    order(c, "e1", "o1", "2026-04-01T00:00:00Z", [{"sku": "a", "quantity": 1, "unit_price": 1}])
+    erased = c.apply("customer.erasure_requested", "x", "2026-04-10T00:00:00Z")
+    assert erased.erased and c.state is not None and not c.state.has_profile
+    assert orjson.loads(dump_state(c.state)) == {**orjson.loads(dump_state(
+        CustomerState("cust"))), "erased_at": "2026-04-10T00:00:00Z"}
+    late = order(c, "e1", "o1", "2026-04-01T00:00:00Z",
+                 [{"sku": "a", "quantity": 1, "unit_price": 1}])
+    assert (late.outcome, late.changed) == ("duplicate", False)
+    fresh = c.apply("email.sent", "e9", "2026-04-11T00:00:00Z", message_id="m")
+    assert fresh.outcome == "applied" and c.profile()["emails_sent"] == 1
+    assert c.profile()["orders"] == 0
+
+
+def test_ticket_status_follows_event_time_not_arrival_order() -> None:
+    c = Customer()
+    c.apply("ticket.resolved", "t2", "2026-04-02T00:00:00Z", ticket_id="t")
+    c.apply("ticket.opened", "t1", "2026-04-01T00:00:00Z", ticket_id="t", priority="high")
+    p = c.profile()
+    assert (p["tickets_total"], p["tickets_open"], p["oldest_open_ticket_at"]) == (1, 0, None)
+    c.apply("ticket.reopened", "t3", "2026-04-03T00:00:00Z", ticket_id="t")
+    p = c.profile()
+    assert (p["tickets_open"], p["oldest_open_ticket_at"]) == (1, "2026-04-01T00:00:00Z")
+
+
+def test_tickets_90d_counts_by_opening_time_before_as_of() -> None:
+    c = Customer()
+    c.apply("ticket.opened", "t1", "2026-01-01T00:00:00Z", ticket_id="old")
+    c.apply("ticket.opened", "t2", "2026-04-01T00:00:00Z", ticket_id="new")
+    assert c.profile(as_of=datetime(2026, 4, 15, tzinfo=UTC))["tickets_90d"] == 1
+    assert c.profile(as_of=datetime(2026, 3, 1, tzinfo=UTC))["tickets_90d"] == 1
+
+
+def test_open_rate_counts_each_message_once() -> None:
+    c = Customer()
+    for n in range(4):
+        c.apply("email.sent", f"s{n}", "2026-04-01T00:00:00Z", message_id=f"m{n}")
+    for n in range(3):
+        c.apply("email.opened", f"o{n}", f"2026-04-0{n + 2}T00:00:00Z", message_id="m0")
+    p = c.profile()
+    assert (p["emails_opened"], p["open_rate"], p["last_open_at"]) == (
+        1, 0.25, "2026-04-04T00:00:00Z")
+
+
+def test_purchase_statistics_use_distinct_utc_days() -> None:
+    c = Customer()
+    line = [{"sku": "a", "quantity": 1, "unit_price": 10}]
+    order(c, "1", "o1", "2026-01-01T23:00:00-02:00", line)  # 2026-01-02 UTC
+    order(c, "2", "o2", "2026-01-02T05:00:00Z", line)  # same UTC day
+    order(c, "3", "o3", "2026-01-12T00:00:00Z", line)
+    order(c, "4", "o4", "2026-01-22T00:00:00Z",
+          [{"sku": "a", "quantity": 3, "unit_price": 10}])
+    c.apply("order.refunded", "5", "2026-01-23T00:00:00Z", order_id="o4", amount=5)
+    p = c.profile(as_of=datetime(2026, 2, 1, 12, tzinfo=UTC))
+    assert (p["frequency"], p["recency_days"], p["age_days"]) == (2, 20, 30)
+    assert p["monetary_value"] == 17.5  # (10 + 25) / 2
+    assert p["first_order_at"] == "2026-01-02T01:00:00Z"
+
+
+def test_no_purchase_means_null_statistics() -> None:
+    c = Customer()
+    c.apply("email.sent", "s", "2026-04-01T00:00:00Z", message_id="m")
+    p = c.profile()
+    assert [p[k] for k in ("frequency", "recency_days", "age_days", "monetary_value")] == [
+        None] * 4
+
+
+@pytest.mark.parametrize(("amount", "cents"), [
+    ("2.665", 2.67), ("2.675", 2.68), ("-5.005", -5.01), ("0.004999", 0.0), ("1e2", 100.0)])
+def test_money_rounds_half_up_to_cents(amount: str, cents: float) -> None:
+    assert money(Decimal(amount)) == cents

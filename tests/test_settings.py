@@ -1,0 +1,69 @@
+"""Configuration: defaults, and one clear message naming each bad value."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from streams.settings import VARIABLES, ConfigError, Settings
+
+
+def test_defaults() -> None:
+    s = Settings.from_env({})
+    assert (s.bootstrap_servers, s.web_port, s.partitions, s.clock, s.currency) == (
+        "127.0.0.1:9092", 6066, 8, "wall", "USD")
+    assert (s.default_margin, s.ticket_cost, s.topic_prefix) == (Decimal("0.30"), 0, "")
+    assert s.fx_rates == {"USD": 1}
+    assert s.topic("orders") == "orders"
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("KAFKA_BOOTSTRAP_SERVERS", "localhost"),
+    ("VALUESTREAM_WEB_PORT", "http"),
+    ("VALUESTREAM_WEB_PORT", "70000"),
+    ("VALUESTREAM_PARTITIONS", "0"),
+    ("VALUESTREAM_CLOCK", "sundial"),
+    ("VALUESTREAM_CURRENCY", "usd"),
+    ("VALUESTREAM_DEFAULT_MARGIN", "1.5"),
+    ("VALUESTREAM_DEFAULT_MARGIN", "NaN"),
+    ("VALUESTREAM_TICKET_COST", "-1"),
+    ("VALUESTREAM_TOPIC_PREFIX", "a b"),
+    ("VALUESTREAM_STORE", "redis"),
+    ("VALUESTREAM_DEDUP_DAYS", "7"),
+    ("VALUESTREAM_FX_RATES", "/no/such/file.json"),
+])
+def test_a_bad_value_is_named_in_one_line(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({name: value})
+    message = str(error.value)
+    assert message.startswith(f"{name}={value!r}: ")
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    ("{not json", "not valid JSON"),
+    ('["EUR"]', "expected a JSON object"),
+    ('{"EUR": 0}', "must be a positive number"),
+    ('{"EUR": "x"}', "not a number"),
+    ('{"euro": 1.1}', "not a three-letter currency code"),
+])
+def test_fx_rate_file_problems(tmp_path: Path, content: str, problem: str) -> None:
+    path = tmp_path / "rates.json"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=problem):
+        Settings.from_env({"VALUESTREAM_FX_RATES": str(path)})
+
+
+def test_fx_rates_are_exact_decimals(tmp_path: Path) -> None:
+    path = tmp_path / "rates.json"
+    path.write_text('{"EUR": 1.08, "GBP": "1.2634"}')
+    rates = Settings.from_env({"VALUESTREAM_FX_RATES": str(path)}).fx_rates
+    assert rates == {"USD": 1, "EUR": Decimal("1.08"), "GBP": Decimal("1.2634")}
+
+
+def test_every_variable_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    missing = [v.name for v in VARIABLES if f"`{v.name}`" not in readme]
+    assert missing == []
