@@ -1,4 +1,4 @@
-"""The ``valuestream`` command: worker, topics, publish, demo.
+"""The ``valuestream`` command: worker, topics, publish, demo, watch.
 
 Errors a user can fix (a bad flag, a bad environment variable, an unreachable broker) end
 in one line on stderr naming the problem, and exit status 2.
@@ -13,7 +13,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from streams.settings import ConfigError, Settings
-from streams.topics import TopicError
+from streams.topics import (
+    CHURN_RISK,
+    CUSTOMER_VALUE,
+    DEAD_LETTERS,
+    FOLLOW_UPS,
+    INPUT_TOPICS,
+    MODEL_PARAMS,
+    TopicError,
+)
 
 EXIT_USAGE = 2
 
@@ -58,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     publish = commands.add_parser("publish", help="send a JSONL file of events to their topics")
     publish.add_argument("file", type=Path, help="one JSON event per line ('-' for stdin)")
 
+    watch = commands.add_parser("watch", help="print a topic's records as they arrive")
+    watch.add_argument("topic", choices=[CUSTOMER_VALUE, CHURN_RISK, FOLLOW_UPS, DEAD_LETTERS,
+                                         MODEL_PARAMS, *INPUT_TOPICS])
+    watch.add_argument("--from-beginning", action="store_true")
+
     demo = commands.add_parser("demo", help="send plausible shop traffic")
     demo.add_argument("--customers", type=_positive_int, default=200)
     demo.add_argument("--events", type=_positive_int, default=5_000,
@@ -97,6 +110,10 @@ def _run(args: argparse.Namespace) -> int:
         from streams.publish import publish_file
 
         return publish_file(settings, args.file)
+    if args.command == "watch":
+        from streams.watch import watch
+
+        return watch(settings, args.topic, args.from_beginning)
     from streams.demo import run_demo
 
     return run_demo(settings, customers=args.customers, events=args.events, rate=args.rate,

@@ -40,9 +40,11 @@ Message = tuple[str, bytes | None, bytes]  # topic (without prefix), key, value
 
 
 class DemoTraffic:
-    def __init__(self, customers: int, seed: int, start: datetime) -> None:
+    def __init__(self, customers: int, seed: int, start: datetime,
+                 mean_gap_seconds: float = 30.0) -> None:
         self.random = random.Random(seed)
         self.now = start
+        self.mean_gap = mean_gap_seconds
         self.run = f"{int(start.timestamp()):x}"  # ids differ between runs
         self.counter = 0
         self.customers = [
@@ -52,7 +54,7 @@ class DemoTraffic:
 
     def messages(self, count: int) -> Iterator[Message]:
         for _ in range(count):
-            self.now += timedelta(seconds=self.random.expovariate(1 / 30))
+            self.now += timedelta(seconds=self.random.expovariate(1 / self.mean_gap))
             customer = self.random.choice(self.customers)
             if self.random.random() < 0.01:
                 yield self._malformed(customer)
@@ -144,9 +146,14 @@ class DemoTraffic:
 
 
 def run_demo(settings: Settings, customers: int, events: int, rate: float, seed: int) -> int:
-    """Send ``events`` messages, paced at ``rate`` per second (0: as fast as possible)."""
-    start = datetime.now(UTC) - timedelta(seconds=30 * events)  # history up to about now
-    traffic = DemoTraffic(customers, seed, start)
+    """Send ``events`` messages, paced at ``rate`` per second (0: as fast as possible).
+
+    Unpaced, the events are a history ending about now, 30 s apart on average; paced, they
+    happen in real time."""
+    if rate > 0:
+        traffic = DemoTraffic(customers, seed, datetime.now(UTC), mean_gap_seconds=1 / rate)
+    else:
+        traffic = DemoTraffic(customers, seed, datetime.now(UTC) - timedelta(seconds=30 * events))
     producer = open_producer(settings)
     began = time.monotonic()
     with Progress(console=Console(stderr=True), transient=True) as progress:
