@@ -22,6 +22,7 @@ from streams.app import (
     TICKS_TOPIC,
     app,
     clock,
+    counts,
     customer_value,
     customers,
     dead_letters,
@@ -31,6 +32,7 @@ from streams.app import (
     settings,
     ticks,
 )
+from streams.counts import PartitionCounts
 from streams.deadletters import dead_letter
 from streams.decode import Invalid, decode
 from streams.domain.apply import Rejected, Result, apply_event, expire_parked, next_deadline
@@ -38,6 +40,7 @@ from streams.domain.profile import build_profile
 from streams.domain.state import CustomerState, Source, dump_state, load_state
 from streams.metrics import (
     CONSUMER_LAG,
+    CUSTOMERS,
     DEAD_LETTERS,
     EMITTED,
     EVENTS,
@@ -48,6 +51,8 @@ from streams.metrics import (
 from streams.schedule import DueIndex
 
 due_index = DueIndex(schedule)  # type: ignore[arg-type]
+customer_counts = PartitionCounts(counts)  # type: ignore[arg-type]
+UNSCORED = "unscored"  # the only churn-risk level until churn risk is scored
 last_processed: dict[TP, int] = {}
 
 
@@ -94,6 +99,9 @@ async def store(
     state = result.state
     assert state is not None
     customers[event.customer_id] = dump_state(state)
+    had_profile = previous is not None and previous.has_profile
+    if state.has_profile != had_profile:
+        customer_counts.add(partition, UNSCORED, 1 if state.has_profile else -1)
     if result.erased:
         await customer_value.send(key=event.customer_id.encode(), value=None)
         EMITTED.labels(customer_value.get_topic_name(), "tombstone").inc()
@@ -153,7 +161,9 @@ async def send_ticks() -> None:
 
 
 @app.timer(5.0)
-async def measure_lag() -> None:
+async def refresh_gauges() -> None:
+    owned = [tp.partition for tp in app.assignor.assigned_actives() if tp.topic == TICKS_TOPIC]
+    CUSTOMERS.labels(UNSCORED).set(customer_counts.total(owned, UNSCORED))
     for tp in app.consumer.assignment():
         if tp.topic not in INPUT_NAMES:
             continue

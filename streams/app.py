@@ -67,6 +67,10 @@ dead_letters = raw_topic(settings.topic(DEAD_LETTERS))
 customers = app.Table(
     "customers", default=None, key_type=bytes, value_type=bytes, partitions=settings.partitions
 )
+# Counters per partition, e.g. customers by churn-risk level (streams.counts).
+counts = app.Table(
+    "counts", default=None, key_type=bytes, value_type=bytes, partitions=settings.partitions
+)
 # Due-time index of time-driven work, per partition (streams.schedule).
 schedule = app.Table(
     "schedule", default=None, key_type=bytes, value_type=bytes, partitions=settings.partitions

@@ -18,6 +18,7 @@ from typing import Literal, TypeVar
 import orjson
 
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 
 class ConfigError(ValueError):
@@ -135,30 +136,29 @@ def _bootstrap(value: str) -> str:
     return ",".join(servers)
 
 
-def _int_in(low: int, high: int) -> Callable[[str], int]:
-    def parse(value: str) -> int:
+def _number_in(
+    convert: Callable[[str], N], low: N, high: N, kind: str
+) -> Callable[[str], N]:
+    expected = f"expected {kind} from {low} to {high}"
+
+    def parse(value: str) -> N:
         try:
-            number = int(value)
+            number = convert(value)
         except ValueError:
-            raise ValueError(f"expected a whole number from {low} to {high}") from None
+            raise ValueError(expected) from None
         if not low <= number <= high:
-            raise ValueError(f"expected a whole number from {low} to {high}")
+            raise ValueError(expected)
         return number
 
     return parse
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    return _number_in(int, low, high, "a whole number")
 
 
 def _float_in(low: float, high: float) -> Callable[[str], float]:
-    def parse(value: str) -> float:
-        try:
-            number = float(value)
-        except ValueError:
-            raise ValueError(f"expected a number from {low} to {high}") from None
-        if not low <= number <= high:
-            raise ValueError(f"expected a number from {low} to {high}")
-        return number
-
-    return parse
+    return _number_in(float, low, high, "a number")
 
 
 def _decimal_in(low: int, high: int | None) -> Callable[[str], Decimal]:

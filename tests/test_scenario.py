@@ -261,6 +261,13 @@ def test_every_message_is_accounted_for(scenario_run: dict[str, Any]) -> None:
     assert outcomes["duplicate"] >= 2  # a1 and a17 again (dave's may add more)
 
 
+def test_customers_gauge_counts_profiles_owned(scenario_run: dict[str, Any]) -> None:
+    worker = scenario_run["worker"]
+    key = ("valuestream_customers", frozenset({("churn_risk", "unscored")}))
+    # alice, bob and carol; dave was erased and eve never had a valid event.
+    wait_for(lambda: worker.metrics().get(key) == 3, 30, "the customers gauge to say 3")
+
+
 def test_unknown_customer_is_404_and_bad_as_of_is_400(scenario_run: dict[str, Any]) -> None:
     worker = scenario_run["worker"]
     assert worker.profile("eve")[0] == 404  # its only event was a dead letter

@@ -36,11 +36,16 @@ fetch_jars() {
 
 ready() { grep -q "Kafka Server started" "$log" 2>/dev/null; }
 
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 up() {
   if running; then
     echo "127.0.0.1:$port"
     return 0
   fi
+  for p in "$port" "$cport"; do
+    listening "$p" && die "port $p is already in use by another process (set KAFKA_PORT to choose another)"
+  done
   fetch_jars
   mkdir -p "$data"
   sed -e "s|@PORT@|$port|g" -e "s|@CONTROLLER_PORT@|$cport|g" -e "s|@LOG_DIR@|$data|g" \

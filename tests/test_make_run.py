@@ -1,0 +1,45 @@
+"""``make run``'s script brings up a working system and prints where to look."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import ROOT, free_port, http_get, wait_for
+
+pytestmark = pytest.mark.kafka
+
+
+def test_run_script_serves_the_urls_it_prints(kafka_bootstrap: str, namespace: str,
+                                              tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+           "VALUESTREAM_TOPIC_PREFIX": f"{namespace}-", "VALUESTREAM_APP_ID": namespace,
+           "VALUESTREAM_WEB_PORT": str(port), "VALUESTREAM_DATA_DIR": str(tmp_path / "data"),
+           "VALUESTREAM_SESSION_TIMEOUT": "6"}
+    output = tmp_path / "run.out"
+    with output.open("wb") as sink:
+        run = subprocess.Popen([str(ROOT / "deploy" / "run.sh")], cwd=ROOT, env=env,
+                               stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        printed = wait_for(lambda: (text := output.read_text()) and
+                           "valuestream is running" in text and text, 150,
+                           "make run to say it is running")
+        profile_url = re.search(r"a customer profile\s+(\S+)", printed)
+        metrics_url = re.search(r"metrics\s+(\S+)", printed)
+        assert profile_url and metrics_url, printed
+        _, body = wait_for(lambda: (r := http_get(profile_url.group(1)))[0] == 200 and r,
+                           30, "the printed profile URL to answer")
+        assert body["customer_id"] == "demo-00001"
+        metrics: Any = http_get(metrics_url.group(1))[1]
+        assert "valuestream_events_total" in metrics
+    finally:
+        os.killpg(run.pid, signal.SIGINT)
+        run.wait(timeout=60)
+    assert "worker stopped" in output.read_text()
