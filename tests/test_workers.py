@@ -43,13 +43,23 @@ def test_either_worker_answers_for_every_customer(make_worker: Any, kafka_bootst
     }
     assert by_owner["first"] and by_owner["second"], "both workers must own some customers"
 
+    last: dict[str, Any] = {}
+
+    def answered(worker: Worker, customer: str) -> tuple[int, Any] | None:
+        last[customer] = response = worker.profile(customer, "2026-05-02T00:00:00Z")
+        return response if response[0] == 200 else None
+
     for n, customer in enumerate(customers):
         expected_revenue = (n + 1) * 1.25
         for worker in (first, second):
-            status, body = wait_for(
-                lambda w=worker, c=customer: (r := w.profile(c, "2026-05-02T00:00:00Z"))
-                and r[0] == 200 and r,
-                30, f"{customer} from {worker.name}")
+            try:
+                status, body = wait_for(lambda w=worker, c=customer: answered(w, c), 30,
+                                        f"{customer} from {worker.name}")
+            except AssertionError as exc:
+                raise AssertionError(
+                    f"{exc}; last answer {last.get(customer)}; partition "
+                    f"{partition_of(customer)}; owners {mine}; now "
+                    f"{ {w.name: owned(w) for w in (first, second)} }") from None
             assert status == 200
             assert body["customer_id"] == customer
             assert body["revenue"] == expected_revenue
