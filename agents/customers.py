@@ -1,7 +1,8 @@
 """The customer agent: every input message and every clock tick of a partition, in order.
 
-Per message: decode, apply the domain rules, write the customer's state, emit the snapshot
-and any dead letters. Per tick: take the customers whose time-driven work is due.
+Per message: decode, apply the domain rules, re-assess churn risk, write the customer's
+state, emit the snapshot, a churn-risk event if the level changed, and any dead letters.
+Per tick: take the customers whose time-driven work is due and do it.
 
 Delivery is at-least-once; the state carries its own de-duplication memory, written in the
 same table value as the change it guards, so a redelivered message changes nothing.
@@ -9,18 +10,22 @@ same table value as the change it guards, so a redelivered message changes nothi
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import faust
 import orjson
 from faust.types import TP, Message
 
-from schemas.events import Event
 from streams.app import (
     INPUT_NAMES,
     TICKS_TOPIC,
     app,
+    churn_risk,
     clock,
     counts,
     customer_value,
@@ -35,8 +40,9 @@ from streams.app import (
 from streams.counts import PartitionCounts
 from streams.deadletters import dead_letter
 from streams.decode import Invalid, decode
-from streams.domain.apply import Rejected, Result, apply_event, expire_parked, next_deadline
-from streams.domain.profile import build_profile
+from streams.domain.apply import Rejected, apply_event, expire_parked, next_deadline
+from streams.domain.churn import LEVELS, ChurnChange, assess_churn
+from streams.domain.profile import build_profile, timestamp
 from streams.domain.state import CustomerState, Source, dump_state, load_state
 from streams.metrics import (
     CONSUMER_LAG,
@@ -48,11 +54,11 @@ from streams.metrics import (
     PROCESSING_SECONDS,
     TICKS_PROCESSED,
 )
+from streams.model_params import models
 from streams.schedule import DueIndex
 
 due_index = DueIndex(schedule)  # type: ignore[arg-type]
-customer_counts = PartitionCounts(counts)  # type: ignore[arg-type]
-UNSCORED = "unscored"  # the only churn-risk level until churn risk is scored
+customers_by_level = PartitionCounts(counts)  # type: ignore[arg-type]
 last_processed: dict[TP, int] = {}
 
 
@@ -81,64 +87,105 @@ async def on_message(message: Message) -> None:
     now = clock.now()
     stored = customers.get(decoded.customer_id)
     state = load_state(stored) if stored else None
+    before = Before.of(state)
     result = apply_event(state, decoded, source, now, rules)
     EVENTS.labels(topic, decoded.type, result.outcome).inc()
     if result.unparked:
         PARKED_RESOLVED.labels("applied").inc(result.unparked)
     if result.changed:
-        await store(decoded, result, previous=state, partition=message.partition)
+        assert result.state is not None
+        await save(before, result.state, message.partition, now, trigger=decoded.event_id,
+                   erased=result.erased)
     elif result.outcome == "duplicate" and stored is not None:
         # Re-write what is stored: after a crash, local state can be ahead of the changelog.
         customers[decoded.customer_id] = stored
     await emit_dead_letters(result.rejected)
 
 
-async def store(
-    event: Event, result: Result, previous: CustomerState | None, partition: int
-) -> None:
-    state = result.state
-    assert state is not None
-    customers[event.customer_id] = dump_state(state)
-    had_profile = previous is not None and previous.has_profile
-    if state.has_profile != had_profile:
-        customer_counts.add(partition, UNSCORED, 1 if state.has_profile else -1)
-    if result.erased:
-        await customer_value.send(key=event.customer_id.encode(), value=None)
-        EMITTED.labels(customer_value.get_topic_name(), "tombstone").inc()
-        return
-    await emit_snapshot(state)
-    deadline = next_deadline(state)
-    if deadline is not None and (previous is None or deadline != next_deadline(previous)):
-        due_index.add(partition, state.customer_id, deadline, clock.now())
-
-
 async def on_tick(partition: int) -> None:
-    """Time-driven work of one partition: parked events whose time is up."""
+    """Time-driven work of one partition: parked events whose time is up, churn checks."""
     now = clock.now()
     TICKS_PROCESSED.labels(str(partition)).inc()
     for customer_id in due_index.pop_due(partition, now):
         stored = customers.get(customer_id)
         if not stored:
-            continue  # erased since it was scheduled
+            continue
         state = load_state(stored)
-        expired = expire_parked(state, now)
-        if not expired:
+        before = Before.of(state)
+        if before.deadline is None or before.deadline > now:
             continue  # a stale entry: the deadline moved
-        customers[customer_id] = dump_state(state)
+        expired = expire_parked(state, now)
         PARKED_RESOLVED.labels("expired").inc(len(expired))
+        await save(before, state, partition, now, trigger=f"due:{timestamp(before.deadline)}")
         await emit_dead_letters(expired)
-        await emit_snapshot(state)
-        deadline = next_deadline(state)
-        if deadline is not None:
-            due_index.add(partition, customer_id, deadline, now)
 
 
-async def emit_snapshot(state: CustomerState) -> None:
+@dataclass(frozen=True, slots=True)
+class Before:
+    """What ``save`` compares with: the churn level (if there was a profile) and deadline."""
+
+    level: str | None
+    deadline: datetime | None
+
+    @classmethod
+    def of(cls, state: CustomerState | None) -> Before:
+        if state is None:
+            return cls(None, None)
+        return cls(state.churn_level if state.has_profile else None, next_deadline(state))
+
+
+async def save(before: Before, state: CustomerState, partition: int,
+               now: datetime, trigger: str, erased: bool = False) -> None:
+    """Re-assess churn, store the state, emit what changed and schedule what comes next."""
+    change = None if erased or not state.has_profile else assess_churn(
+        state, now, models.current, rules.churn)
+    customers[state.customer_id] = dump_state(state)
+    count_levels(before, state, partition)
+    if erased:
+        await customer_value.send(key=state.customer_id.encode(), value=None)
+        EMITTED.labels(customer_value.get_topic_name(), "tombstone").inc()
+        return
     if not state.has_profile:
         return
-    profile = build_profile(state, clock.now(), settings.ticket_cost)
+    profile = build_profile(state, now, rules, models.current)
     await customer_value.send(key=state.customer_id.encode(), value=orjson.dumps(profile))
     EMITTED.labels(customer_value.get_topic_name(), "snapshot").inc()
+    if change is not None:
+        event = churn_event(state.customer_id, change, profile, now, trigger)
+        await churn_risk.send(key=state.customer_id.encode(), value=orjson.dumps(event))
+        EMITTED.labels(churn_risk.get_topic_name(), change.level).inc()
+    deadline = next_deadline(state)
+    if deadline is not None and deadline != before.deadline:
+        due_index.add(partition, state.customer_id, deadline, now)
+
+
+def churn_event(customer_id: str, change: ChurnChange, profile: dict[str, Any],
+                now: datetime, trigger: str) -> dict[str, Any]:
+    """The same decision (customer, change, what caused it) always gets the same id."""
+    identity = f"{customer_id}|churn_risk|{change.previous_level}>{change.level}|{trigger}"
+    return {
+        "event_id": hashlib.sha256(identity.encode()).hexdigest()[:32],
+        "type": "churn_risk.changed",
+        "customer_id": customer_id,
+        "occurred_at": timestamp(now),
+        "level": change.level,
+        "previous_level": change.previous_level,
+        "score": change.score.score,
+        "p_alive": profile["p_alive"],
+        "reasons": list(change.score.reasons),
+        "predicted_clv_365d": profile["predicted_clv_365d"],
+        "value_tier": profile["value_tier"],
+    }
+
+
+def count_levels(before: Before, state: CustomerState, partition: int) -> None:
+    """Keep the per-partition count of customers (with a profile) by churn level."""
+    after = state.churn_level if state.has_profile else None
+    if before.level != after:
+        if before.level is not None:
+            customers_by_level.add(partition, before.level, -1)
+        if after is not None:
+            customers_by_level.add(partition, after, 1)
 
 
 async def emit_dead_letters(rejected: Iterable[Rejected]) -> None:
@@ -163,7 +210,8 @@ async def send_ticks() -> None:
 @app.timer(5.0)
 async def refresh_gauges() -> None:
     owned = [tp.partition for tp in app.assignor.assigned_actives() if tp.topic == TICKS_TOPIC]
-    CUSTOMERS.labels(UNSCORED).set(customer_counts.total(owned, UNSCORED))
+    for level in LEVELS:
+        CUSTOMERS.labels(level).set(customers_by_level.total(owned, level))
     for tp in app.consumer.assignment():
         if tp.topic not in INPUT_NAMES:
             continue

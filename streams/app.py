@@ -11,9 +11,10 @@ from datetime import timedelta
 import faust
 
 from streams.clock import Clock
-from streams.domain.apply import Rules
+from streams.domain.churn_rules import ChurnRules
+from streams.domain.rules import Rules
 from streams.settings import Settings
-from streams.topics import CUSTOMER_VALUE, DEAD_LETTERS, INPUT_TOPICS, ticks_topic
+from streams.topics import CHURN_RISK, CUSTOMER_VALUE, DEAD_LETTERS, INPUT_TOPICS, ticks_topic
 
 settings = Settings.from_env()
 clock = Clock(settings.clock)
@@ -21,8 +22,11 @@ rules = Rules(
     currency=settings.currency,
     fx_rates=settings.fx_rates,
     default_margin=settings.default_margin,
+    ticket_cost=settings.ticket_cost,
     dedup_window=timedelta(days=settings.dedup_days),
     orphan_ttl=timedelta(days=settings.orphan_days),
+    churn=ChurnRules(medium=settings.churn_medium, high=settings.churn_high,
+                     hysteresis=settings.churn_hysteresis),
 )
 
 app = faust.App(
@@ -62,6 +66,7 @@ inputs = raw_topic(*INPUT_NAMES, TICKS_TOPIC)
 ticks = raw_topic(TICKS_TOPIC)
 customer_value = raw_topic(settings.topic(CUSTOMER_VALUE))
 dead_letters = raw_topic(settings.topic(DEAD_LETTERS))
+churn_risk = raw_topic(settings.topic(CHURN_RISK))
 
 # customer_id -> the customer's state (streams.domain.state.dump_state bytes).
 customers = app.Table(

@@ -49,6 +49,10 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("VALUESTREAM_DEDUP_DAYS", "35", "days an event_id is remembered for de-duplication"),
     Variable("VALUESTREAM_ORPHAN_DAYS", "7", "days an event for an unknown order stays parked"),
     Variable("VALUESTREAM_TICK_SECONDS", "1.0", "how often time-driven work is checked"),
+    Variable("VALUESTREAM_CHURN_MEDIUM", "40", "churn score (0-100) from which the risk is medium"),
+    Variable("VALUESTREAM_CHURN_HIGH", "70", "churn score from which the risk is high"),
+    Variable("VALUESTREAM_CHURN_HYSTERESIS", "10",
+             "points below a threshold before a level is left downwards"),
     Variable("VALUESTREAM_SESSION_TIMEOUT", "10",
               "seconds until a silent worker's partitions move"),
     Variable("VALUESTREAM_LOG_LEVEL", "info", "worker log level: debug, info, warning, error"),
@@ -78,6 +82,9 @@ class Settings:
     dedup_days: int
     orphan_days: int
     tick_seconds: float
+    churn_medium: int
+    churn_high: int
+    churn_hysteresis: int
     session_timeout: float
     log_level: str
 
@@ -97,6 +104,14 @@ class Settings:
                 raise ConfigError(f"{name}={value!r}: {exc}") from None
 
         currency = parsed("VALUESTREAM_CURRENCY", _currency)
+        medium = parsed("VALUESTREAM_CHURN_MEDIUM", _int_in(1, 99))
+        high = parsed("VALUESTREAM_CHURN_HIGH", _int_in(2, 100))
+        hysteresis = parsed("VALUESTREAM_CHURN_HYSTERESIS", _int_in(0, 50))
+        if not hysteresis < medium < high:
+            raise ConfigError(
+                f"VALUESTREAM_CHURN_HYSTERESIS={hysteresis}, VALUESTREAM_CHURN_MEDIUM={medium}, "
+                f"VALUESTREAM_CHURN_HIGH={high}: expected hysteresis < medium < high"
+            )
         return cls(
             bootstrap_servers=parsed("KAFKA_BOOTSTRAP_SERVERS", _bootstrap),
             data_dir=Path(raw("VALUESTREAM_DATA_DIR") or _DEFAULTS["VALUESTREAM_DATA_DIR"]),
@@ -114,6 +129,9 @@ class Settings:
             dedup_days=parsed("VALUESTREAM_DEDUP_DAYS", _int_in(30, 3650)),
             orphan_days=parsed("VALUESTREAM_ORPHAN_DAYS", _int_in(1, 365)),
             tick_seconds=parsed("VALUESTREAM_TICK_SECONDS", _float_in(0.05, 60.0)),
+            churn_medium=medium,
+            churn_high=high,
+            churn_hysteresis=hysteresis,
             session_timeout=parsed("VALUESTREAM_SESSION_TIMEOUT", _float_in(6.0, 300.0)),
             log_level=parsed("VALUESTREAM_LOG_LEVEL", _choice("debug", "info", "warning", "error")),
         )

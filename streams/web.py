@@ -11,9 +11,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import TypeAdapter, ValidationError
 
 from schemas.events import Timestamp
-from streams.app import TICKS_TOPIC, app, clock, customers, settings
+from streams.app import TICKS_TOPIC, app, clock, customers, rules, settings
 from streams.domain.profile import build_profile
 from streams.domain.state import load_state
+from streams.model_params import models
 
 _AS_OF = TypeAdapter(Timestamp)
 
@@ -48,7 +49,7 @@ async def customer_profile(view: View, request: Request, customer_id: str) -> Re
             {"error": "not_found", "message": f"no profile for customer {customer_id!r}"},
             status=404,
         )
-    return json_response(view, build_profile(state, as_of, settings.ticket_cost))
+    return json_response(view, build_profile(state, as_of, rules, models.current))
 
 
 @app.page("/health")

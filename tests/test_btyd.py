@@ -3,6 +3,8 @@ mpmath at 30 significant digits, straight from the papers (no Pfaff transformati
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import mpmath as mp
 import pytest
 
@@ -115,5 +117,5 @@ def test_one_time_buyers_fade_only_under_mbgnbd() -> None:
     assert bgnbd_p_alive(NBD, 0, 0, 3000) == 1.0
     ages = [0, 30, 365, 3000, 30000]
     alive = [float(mbgnbd_p_alive(NBD, 0, 0, T)) for T in ages]
-    assert all(later < earlier for earlier, later in zip(alive, alive[1:], strict=False))
+    assert all(later < earlier for earlier, later in pairwise(alive))
     assert alive[-1] < 0.4

@@ -11,8 +11,10 @@ import pytest
 
 from schemas.events import Event
 from streams.decode import Invalid, decode
-from streams.domain.apply import Result, Rules, apply_event, expire_parked, next_deadline
+from streams.domain.apply import Result, apply_event, expire_parked, next_deadline
+from streams.domain.models import DEFAULT_PARAMS
 from streams.domain.profile import build_profile, money
+from streams.domain.rules import Rules
 from streams.domain.state import CustomerState, Source, dump_state, load_state
 from tests.helpers import event as record
 
@@ -20,6 +22,7 @@ RULES = Rules(
     currency="USD",
     fx_rates={"USD": Decimal(1), "EUR": Decimal("1.10")},
     default_margin=Decimal("0.30"),
+    ticket_cost=Decimal(0),
     dedup_window=timedelta(days=35),
     orphan_ttl=timedelta(days=7),
 )
@@ -51,7 +54,7 @@ class Customer:
 
     def profile(self, as_of: datetime = NOW) -> dict[str, Any]:
         assert self.state is not None
-        return build_profile(self.state, as_of, Decimal("0"))
+        return build_profile(self.state, as_of, RULES, DEFAULT_PARAMS)
 
 
 def order(c: Customer, event_id: str, order_id: str, at: str, lines: list[dict[str, Any]],

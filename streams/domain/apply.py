@@ -8,9 +8,9 @@ redelivery that comes after the de-duplication memory has forgotten it cannot co
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
@@ -29,6 +29,7 @@ from schemas.events import (
     TicketReopened,
     TicketResolved,
 )
+from streams.domain.rules import Rules
 from streams.domain.state import (
     ZERO,
     CustomerState,
@@ -40,17 +41,6 @@ from streams.domain.state import (
 )
 
 Outcome = Literal["applied", "duplicate", "parked", "dead_letter"]
-
-
-@dataclass(frozen=True, slots=True)
-class Rules:
-    """The configurable rules of value arithmetic (a projection of the settings)."""
-
-    currency: str
-    fx_rates: Mapping[str, Decimal]
-    default_margin: Decimal
-    dedup_window: timedelta
-    orphan_ttl: timedelta
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +110,11 @@ def expire_parked(state: CustomerState, now: datetime) -> list[Rejected]:
 
 
 def next_deadline(state: CustomerState) -> datetime | None:
-    """The next processor time at which time alone changes this customer's state."""
-    return min((p.expires_at for p in state.parked), default=None)
+    """The next processor time at which time alone may change this customer's state."""
+    deadlines = [p.expires_at for p in state.parked]
+    if state.churn_check_at is not None:
+        deadlines.append(state.churn_check_at)
+    return min(deadlines, default=None)
 
 
 # --- orders ------------------------------------------------------------------------------

@@ -7,12 +7,16 @@ half-up to cents only here, at the edge; all arithmetic before is exact.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from streams.domain.state import ZERO, CustomerState, Order
+from streams.domain.churn import current_churn
+from streams.domain.history import PurchaseHistory, purchase_history
+from streams.domain.models import ModelParams
+from streams.domain.predict import predict
+from streams.domain.rules import Rules
+from streams.domain.state import ZERO, CustomerState
 
 CENT = Decimal("0.01")
 RATE = Decimal("0.0001")
@@ -38,9 +42,9 @@ def timestamp(moment: datetime | None) -> str | None:
 
 
 def build_profile(
-    state: CustomerState, as_of: datetime, ticket_cost: Decimal
+    state: CustomerState, as_of: datetime, rules: Rules, params: ModelParams
 ) -> dict[str, Any]:
-    """The profile of SPEC section 4 (without the predictive block) as a JSON-ready dict."""
+    """The profile of SPEC section 4 as a JSON-ready dict."""
     live = [o for o in state.orders.values() if not o.cancelled]
     cancelled = len(state.orders) - len(live)
     revenue = sum((o.revenue for o in live), ZERO)
@@ -48,11 +52,13 @@ def build_profile(
     gross_margin = sum((o.margin for o in live), ZERO)
     refunded_margin = sum((o.refunded_margin for o in live), ZERO)
     discounts = sum((o.discount for o in live), ZERO)
-    support_cost = len(state.tickets) * ticket_cost
+    support_cost = len(state.tickets) * rules.ticket_cost
     paid = [o for o in state.orders.values() if o.paid_at is not None]
     late = sum(1 for o in paid if o.paid_late)
     amended = sum(1 for o in state.orders.values() if o.amended)
     net_revenue = revenue - refunds
+    history = purchase_history(state)
+    margin_rate = (gross_margin - refunded_margin) / net_revenue if net_revenue else None
 
     return {
         "customer_id": state.customer_id,
@@ -74,7 +80,7 @@ def build_profile(
         "late_payments": late,
         "paid_orders": len(paid),
         # profitability
-        "margin_rate": rate(gross_margin - refunded_margin, net_revenue),
+        "margin_rate": rate(margin_rate, 1) if margin_rate is not None else None,
         "discount_rate": rate(discounts, revenue + discounts),
         "cancel_rate": rate(cancelled, len(state.orders)),
         "amend_rate": rate(amended, len(state.orders)),
@@ -83,7 +89,8 @@ def build_profile(
         "net_profit": money(gross_margin - refunded_margin - support_cost),
         **_service(state, as_of),
         **_engagement(state),
-        **purchase_statistics(live, as_of),
+        **_purchase_statistics(history, as_of),
+        **_predictive(state, history, as_of, margin_rate, rules, params),
     }
 
 
@@ -119,26 +126,38 @@ def _engagement(state: CustomerState) -> dict[str, Any]:
     }
 
 
-def purchase_statistics(live_orders: list[Order], as_of: datetime) -> dict[str, Any]:
-    """BTYD summary in days: frequency, recency_days, age_days, monetary_value.
-
-    Purchase days are the distinct UTC dates with a non-cancelled order. ``monetary_value``
-    is the mean net revenue per purchase day over the purchase days after the first.
-    """
-    if not live_orders:
+def _purchase_statistics(history: PurchaseHistory | None, as_of: datetime) -> dict[str, Any]:
+    if history is None:
         return {"frequency": None, "recency_days": None, "age_days": None, "monetary_value": None}
-    per_day: dict[date, Decimal] = defaultdict(lambda: ZERO)
-    for order in live_orders:
-        per_day[order.placed_at.astimezone(UTC).date()] += order.revenue - order.refunded
-    days = sorted(per_day)
-    first, last = days[0], days[-1]
-    repeat = days[1:]
-    monetary = sum((per_day[d] for d in repeat), ZERO) / len(repeat) if repeat else ZERO
-    recency = (last - first).days
     return {
-        "frequency": len(days) - 1,
-        "recency_days": recency,
-        # An as_of before the last purchase cannot make the customer younger than that.
-        "age_days": max((as_of.astimezone(UTC).date() - first).days, recency),
-        "monetary_value": money(monetary),
+        "frequency": history.frequency,
+        "recency_days": history.recency_days,
+        "age_days": history.age_days(as_of),
+        "monetary_value": money(history.monetary_value),
     }
+
+
+def _predictive(state: CustomerState, history: PurchaseHistory | None, as_of: datetime,
+                margin_rate: Decimal | None, rules: Rules, params: ModelParams) -> dict[str, Any]:
+    level, churn, _ = current_churn(state, as_of, params, rules.churn)
+    block: dict[str, Any] = {
+        "p_alive": None,
+        "expected_purchases_90d": None,
+        "expected_order_value": None,
+        "predicted_clv_365d": None,
+        "churn_risk": {"level": level, "score": churn.score, "reasons": list(churn.reasons)},
+        "rfm": None,
+        "value_tier": None,
+    }
+    if history is not None:
+        margin = margin_rate if margin_rate is not None else rules.default_margin
+        prediction = predict(history, as_of, margin, params)
+        block.update(
+            p_alive=round(prediction.p_alive, 4),
+            expected_purchases_90d=round(prediction.expected_purchases_90d, 4),
+            expected_order_value=money(Decimal(prediction.expected_order_value)),
+            predicted_clv_365d=money(Decimal(prediction.predicted_clv_365d)),
+            rfm=prediction.rfm,
+            value_tier=prediction.value_tier,
+        )
+    return block

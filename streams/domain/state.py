@@ -109,6 +109,10 @@ class CustomerState:
     seen: dict[str, float] = field(default_factory=dict)
     # Set by an erasure request: events that occurred before it are ignored.
     erased_at: datetime | None = None
+    # The churn-risk level last decided (events go out when it changes) and when, with no
+    # new events, it should next be checked.
+    churn_level: str = "low"
+    churn_check_at: datetime | None = None
 
     @property
     def has_profile(self) -> bool:

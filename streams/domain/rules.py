@@ -1,0 +1,21 @@
+"""The configurable rules of the domain (a projection of the settings)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+
+from streams.domain.churn_rules import ChurnRules
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    currency: str
+    fx_rates: Mapping[str, Decimal]
+    default_margin: Decimal
+    ticket_cost: Decimal
+    dedup_window: timedelta
+    orphan_ttl: timedelta
+    churn: ChurnRules = field(default_factory=ChurnRules)

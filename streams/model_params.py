@@ -1,0 +1,61 @@
+"""The model parameters in force on this worker, following the ``model-params`` topic.
+
+Every worker reads the whole (single-partition, compacted) topic itself, without a consumer
+group, and keeps the latest valid record: a new fit is in force everywhere within about a
+second. A record that does not parse is logged and ignored; the previous parameters stay.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka import AIOKafkaConsumer
+from pydantic import ValidationError
+
+from streams.app import app, settings
+from streams.domain.models import DEFAULT_PARAMS, ModelParams, load_params
+from streams.metrics import MODEL_FITTED
+from streams.topics import MODEL_PARAMS
+
+log = logging.getLogger(__name__)
+
+
+class ModelRegistry:
+    def __init__(self) -> None:
+        self.current: ModelParams = DEFAULT_PARAMS
+
+    def offer(self, raw: bytes | None) -> bool:
+        """Take a record's parameters if it holds valid ones."""
+        if raw is None:
+            return False
+        try:
+            params = load_params(raw)
+        except ValidationError as exc:
+            log.warning("ignoring a model-params record that does not parse: %s", exc)
+            return False
+        self.current = params
+        MODEL_FITTED.set(params.fitted_at.timestamp() if params.fitted_at else 0)
+        log.info("model parameters fitted at %s on %d customers are in force",
+                 params.fitted_at, params.n_customers)
+        return True
+
+
+models = ModelRegistry()
+
+
+@app.task
+async def follow_model_params() -> None:
+    consumer = AIOKafkaConsumer(
+        settings.topic(MODEL_PARAMS),
+        bootstrap_servers=settings.bootstrap_servers.split(","),
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=200,
+    )
+    await consumer.start()
+    try:
+        async for record in consumer:
+            models.offer(record.value)
+    finally:
+        await consumer.stop()
