@@ -1,4 +1,4 @@
-"""The ``valuestream`` command: worker, topics, publish, demo, watch.
+"""The ``valuestream`` command: worker, topics, publish, fit, demo, watch.
 
 Errors a user can fix (a bad flag, a bad environment variable, an unreachable broker) end
 in one line on stderr naming the problem, and exit status 2.
@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from streams.settings import ConfigError, Settings
@@ -53,6 +54,18 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _timestamp(text: str) -> datetime:
+    from pydantic import TypeAdapter, ValidationError
+
+    from schemas.events import Timestamp
+
+    try:
+        return TypeAdapter(Timestamp).validate_python(text)
+    except ValidationError:
+        raise argparse.ArgumentTypeError(
+            f"expected an RFC 3339 timestamp with an offset, got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="valuestream", description="Real-time customer value profiles.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -65,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     publish = commands.add_parser("publish", help="send a JSONL file of events to their topics")
     publish.add_argument("file", type=Path, help="one JSON event per line ('-' for stdin)")
+
+    fit = commands.add_parser("fit", help="fit the models on all customers and publish them")
+    fit.add_argument("--as-of", type=_timestamp, help="measure ages at this RFC 3339 time")
+    fit.add_argument("--input", type=Path, help="a JSONL file of profiles instead of the topic")
+    fit.add_argument("--json", action="store_true", help="print the parameters as JSON")
+    fit.add_argument("--dry-run", action="store_true", help="fit and show, do not publish")
 
     watch = commands.add_parser("watch", help="print a topic's records as they arrive")
     watch.add_argument("topic", choices=[CUSTOMER_VALUE, CHURN_RISK, FOLLOW_UPS, DEAD_LETTERS,
@@ -110,6 +129,10 @@ def _run(args: argparse.Namespace) -> int:
         from streams.publish import publish_file
 
         return publish_file(settings, args.file)
+    if args.command == "fit":
+        from streams.fit import run_fit
+
+        return run_fit(settings, args.as_of, args.input, args.json, args.dry_run)
     if args.command == "watch":
         from streams.watch import watch
 

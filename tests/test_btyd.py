@@ -24,18 +24,21 @@ from streams.domain.btyd import (
 mp.mp.dps = 30
 NBD = NbdParams(r=0.243, alpha=4.414 * 7, a=0.793, b=2.426)  # CDNOW, rescaled to days
 NBD_HEAVY = NbdParams(r=1.7, alpha=12.0, a=2.3, b=4.1)
+TINY_ALPHA = NbdParams(r=0.203, alpha=1.102, a=0.006479, b=234.4)  # seen in a real fit
 GG = GammaGammaParams(p=6.25, q=3.74, v=15.44)
 # (params, x, t_x, T): frequency 0, small, above 100, recency = age, several years of age
 CASES = [
     (NBD, 0, 0, 30), (NBD, 0, 0, 2000), (NBD, 1, 10, 40), (NBD, 4, 200, 200),
     (NBD, 7, 300, 380), (NBD, 150, 700, 730), (NBD, 400, 1800, 2200), (NBD_HEAVY, 2, 5, 1500),
     (NBD_HEAVY, 120, 1460, 1460), (NBD_HEAVY, 30, 100, 2500),
+    (TINY_ALPHA, 0, 0, 0), (TINY_ALPHA, 1, 1, 1), (TINY_ALPHA, 0, 0, 1),
 ]
 HORIZONS = [7, 90, 365, 1000]
 
 
 def close(actual: float, expected: mp.mpf) -> bool:
-    return abs(mp.mpf(actual) - expected) <= 1e-6 * abs(expected) + mp.mpf(1e-300)
+    """Relative error at most 1e-6 (absolute 1e-12 for values that are 0 in theory)."""
+    return abs(mp.mpf(actual) - expected) <= 1e-6 * abs(expected) + mp.mpf(1e-12)
 
 
 def bg_p_alive(p: NbdParams, x: int, t_x: float, T: float) -> mp.mpf:

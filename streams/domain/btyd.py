@@ -9,15 +9,18 @@ floats or numpy arrays and is evaluated in log space where it matters.
   drop out right after the first purchase, so a one-time buyer's P(alive) falls with time.
 * Gamma-Gamma: Fader, Hardie and Lee (2005), RFM and CLV: expected spend per purchase.
 
-The conditional expectations contain ((a+T)/(a+T+t))^(r+x) 2F1(r+x, B; C; t/(a+T+t)); with
-Pfaff's transformation this is 2F1(r+x, a-1; C; -t/(alpha+T)), whose second parameter does
-not grow with x, so large frequencies neither overflow nor lose precision.
+The conditional expectations contain ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, B; C; z) with
+z = t/(alpha+T+t) and C - B = a - 1. Applying Pfaff's transformation twice turns it into
+((alpha+T)/(alpha+T+t))^(a-1) 2F1(C-r-x, a-1; C; z): the same z in [0, 1), and no parameter
+grows with x except C, which only speeds the series up. Large frequencies and ages neither
+overflow nor lose precision, and young customers (tiny alpha + T) stay finite.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import mpmath
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import betaln, expit, gammaln, hyp2f1
@@ -48,6 +51,29 @@ class GammaGammaParams:
         return self.p * self.v / (self.q - 1)
 
 
+def _hypergeometric_tail(params: NbdParams, t: Values, T: Values, c: Values,
+                         c_minus_rx: float) -> Values:
+    """((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, c-a+1; c; z), computed as
+    ((alpha+T)/(alpha+T+t))^(a-1) 2F1(c-r-x, a-1; c; z); ``c_minus_rx`` is c - (r+x)."""
+    alpha, a = params.alpha, params.a
+    shrink = (alpha + T) / (alpha + T + t)
+    return shrink ** (a - 1) * _hyp2f1(np.broadcast_to(c_minus_rx, np.shape(c)), a - 1, c,
+                                       t / (alpha + T + t))
+
+
+def _hyp2f1(a: Values, b: float, c: Values, z: Values) -> Values:
+    """scipy's 2F1, and mpmath's for the few points where scipy's overflows (z near 1 with a
+    large c makes its transformation's Gamma functions overflow)."""
+    values = np.asarray(hyp2f1(a, b, c, z), dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        a_, c_, z_ = (np.broadcast_to(v, values.shape)[bad] for v in (a, c, z))
+        values = values.copy()
+        values[bad] = [float(mpmath.hyp2f1(ai, b, ci, zi)) for ai, ci, zi in zip(a_, c_, z_,
+                                                                                 strict=True)]
+    return values
+
+
 def _arrays(*values: ArrayLike) -> tuple[Values, ...]:
     return tuple(np.asarray(v, dtype=np.float64) for v in values)
 
@@ -75,8 +101,8 @@ def bgnbd_expected_purchases(
 ) -> Values:
     """E[Y(t) | x, t_x, T]: expected purchases in the next ``t`` days (needs a > 1)."""
     t, x, t_x, T = _arrays(t, x, t_x, T)
-    r, alpha, a, b = params.r, params.alpha, params.a, params.b
-    tail = hyp2f1(r + x, a - 1, a + b + x - 1, -t / (alpha + T))
+    r, a, b = params.r, params.a, params.b
+    tail = _hypergeometric_tail(params, t, T, a + b + x - 1, a + b - r - 1)
     alive = bgnbd_p_alive(params, x, t_x, T)
     return (a + b + x - 1) / (a - 1) * (1 - tail) * alive
 
@@ -113,8 +139,8 @@ def mbgnbd_expected_purchases(
 ) -> Values:
     """E[Y(t) | x, t_x, T] under MBG/NBD (needs a > 1)."""
     t, x, t_x, T = _arrays(t, x, t_x, T)
-    r, alpha, a, b = params.r, params.alpha, params.a, params.b
-    tail = hyp2f1(r + x, a - 1, a + b + x, -t / (alpha + T))
+    r, a, b = params.r, params.a, params.b
+    tail = _hypergeometric_tail(params, t, T, a + b + x, a + b - r)
     alive = mbgnbd_p_alive(params, x, t_x, T)
     return (a + b + x) / (a - 1) * (1 - tail) * alive
 

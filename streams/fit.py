@@ -1,0 +1,118 @@
+"""``valuestream fit``: fit the models on every customer's latest profile and publish them.
+
+The source is the compacted ``customer-value`` topic (the latest snapshot per customer,
+tombstones removing erased ones), or a JSONL file of profiles with ``--input``. Ages are
+measured at ``--as-of`` (default: now), not at each snapshot's own time.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from kafka import KafkaConsumer, TopicPartition
+from rich.console import Console
+from rich.table import Table
+
+from streams.domain.fitting import FitError, Summaries, fit_models
+from streams.domain.models import ModelParams, dump_params
+from streams.publish import open_producer
+from streams.settings import Settings
+from streams.topics import CUSTOMER_VALUE, MODEL_PARAMS
+
+PARAMS_KEY = b"params"
+
+
+def latest_profiles(settings: Settings) -> Iterable[bytes]:
+    """The latest value per key of ``customer-value``, read to its current end."""
+    topic = settings.topic(CUSTOMER_VALUE)
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers.split(","),
+                             enable_auto_commit=False, group_id=None,
+                             max_partition_fetch_bytes=8 * 1024 * 1024)
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        latest: dict[bytes, bytes | None] = {}
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        while remaining:
+            for tp, records in consumer.poll(timeout_ms=1000, max_records=50_000).items():
+                for record in records:
+                    latest[record.key] = record.value
+                if consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+        return [v for v in latest.values() if v is not None]
+    finally:
+        consumer.close()
+
+
+def summaries(profiles: Iterable[bytes], as_of: datetime, default_margin: float) -> Summaries:
+    """Rows for customers with a purchase; ages measured at ``as_of``."""
+    as_of_day = as_of.astimezone(UTC).date()
+    rows = []
+    for raw in profiles:
+        p: dict[str, Any] = orjson.loads(raw)
+        if p.get("frequency") is None:
+            continue
+        first_day = datetime.fromisoformat(p["first_order_at"]).astimezone(UTC).date()
+        age = max((as_of_day - first_day).days, p["recency_days"])
+        margin = p["margin_rate"] if p["margin_rate"] is not None else default_margin
+        rows.append((p["frequency"], p["recency_days"], age, p["monetary_value"],
+                     p["net_revenue"] / (p["frequency"] + 1), margin))
+    columns = np.array(rows, dtype=np.float64).reshape(-1, 6).T
+    return Summaries(*columns)
+
+
+def run_fit(settings: Settings, as_of: datetime | None, source: Path | None, as_json: bool,
+            dry_run: bool) -> int:
+    console = Console(stderr=True)
+    started = time.monotonic()
+    moment = as_of or datetime.now(UTC)
+    profiles = source.read_bytes().splitlines() if source else latest_profiles(settings)
+    data = summaries((p for p in profiles if p.strip()), moment, float(settings.default_margin))
+    loaded = time.monotonic()
+    try:
+        params = fit_models(data, moment)
+    except FitError as exc:
+        console.print(f"valuestream fit: {exc}; the parameters in force stay as they are",
+                      style="red", soft_wrap=True)
+        return 1
+    fitted = time.monotonic()
+    if as_json:
+        sys.stdout.buffer.write(dump_params(params) + b"\n")
+    else:
+        _summary(console, params, loaded - started, fitted - loaded)
+    if not dry_run:
+        producer = open_producer(settings)
+        producer.send(settings.topic(MODEL_PARAMS), key=PARAMS_KEY, value=dump_params(params))
+        producer.flush()
+        producer.close()
+        console.print(f"published to {settings.topic(MODEL_PARAMS)}")
+    return 0
+
+
+def _summary(console: Console, params: ModelParams, load_s: float, fit_s: float) -> None:
+    table = Table(title=f"fitted on {params.n_customers} customers (time unit: day)")
+    for column in ("model", "log-likelihood", "parameters"):
+        table.add_column(column)
+    ll = params.log_likelihood
+    for name, key, values in (("BG/NBD", "bgnbd", params.bgnbd),
+                              ("MBG/NBD", "mbgnbd", params.mbgnbd),
+                              ("Gamma-Gamma", "gamma_gamma", params.gamma_gamma)):
+        shown = ", ".join(f"{f}={getattr(values, f):.4g}" for f in values.__slots__)
+        table.add_row(name, f"{ll[key]:.1f}", shown)
+    console.print(table)
+    rfm = params.rfm
+    console.print(f"RFM quintile cut-offs: recency days {rfm.recency_days}, purchase days "
+                  f"{rfm.frequency}, spend per purchase day {rfm.monetary}", soft_wrap=True)
+    tiers = params.tiers
+    console.print(f"value tiers by predicted CLV: silver >= {tiers.silver:.2f}, gold >= "
+                  f"{tiers.gold:.2f}, platinum >= {tiers.platinum:.2f}", soft_wrap=True)
+    console.print(f"read in {load_s:.1f} s, fitted in {fit_s:.1f} s")
