@@ -41,7 +41,7 @@ from streams.counts import PartitionCounts
 from streams.deadletters import dead_letter
 from streams.decode import Invalid, decode
 from streams.domain.apply import Rejected, apply_event, expire_parked, next_deadline
-from streams.domain.churn import LEVELS, ChurnChange, assess_churn
+from streams.domain.churn import LEVELS, ChurnChange, assess_churn, decision_time
 from streams.domain.profile import build_profile, timestamp
 from streams.domain.state import CustomerState, Source, dump_state, load_state
 from streams.metrics import (
@@ -93,9 +93,11 @@ async def on_message(message: Message) -> None:
     if result.unparked:
         PARKED_RESOLVED.labels("applied").inc(result.unparked)
     if result.changed:
-        assert result.state is not None
-        await save(before, result.state, message.partition, now, trigger=decoded.event_id,
-                   erased=result.erased)
+        state = result.state
+        assert state is not None
+        decisions = [] if result.erased or not state.has_profile else assess(
+            state, decision_time(state, decoded.occurred_at, now), trigger=decoded.event_id)
+        await save(before, state, message.partition, now, decisions, erased=result.erased)
     elif result.outcome == "duplicate" and stored is not None:
         # Re-write what is stored: after a crash, local state can be ahead of the changelog.
         customers[decoded.customer_id] = stored
@@ -114,9 +116,18 @@ async def on_tick(partition: int) -> None:
         before = Before.of(state)
         if before.deadline is None or before.deadline > now:
             continue  # a stale entry: the deadline moved
-        expired = expire_parked(state, now)
+        # Catch up in order, each decision at its own due time, as if the clock had ticked
+        # through every moment (a replay, an outage, a tick interval).
+        decisions: list[bytes] = []
+        expired: list[Rejected] = []
+        while (due := next_deadline(state)) is not None and due <= now:
+            expired += expire_parked(state, due)
+            if state.has_profile:
+                decisions += assess(state, due, trigger=f"due:{timestamp(due)}")
+            elif state.churn_check_at is not None and state.churn_check_at <= due:
+                state.churn_check_at = None
         PARKED_RESOLVED.labels("expired").inc(len(expired))
-        await save(before, state, partition, now, trigger=f"due:{timestamp(before.deadline)}")
+        await save(before, state, partition, now, decisions)
         await emit_dead_letters(expired)
 
 
@@ -134,11 +145,18 @@ class Before:
         return cls(state.churn_level if state.has_profile else None, next_deadline(state))
 
 
-async def save(before: Before, state: CustomerState, partition: int,
-               now: datetime, trigger: str, erased: bool = False) -> None:
-    """Re-assess churn, store the state, emit what changed and schedule what comes next."""
-    change = None if erased or not state.has_profile else assess_churn(
-        state, now, models.current, rules.churn)
+def assess(state: CustomerState, at: datetime, trigger: str) -> list[bytes]:
+    """Re-assess churn risk at ``at``; the churn-risk event to send if the level changed."""
+    change = assess_churn(state, at, models.current, rules.churn)
+    if change is None:
+        return []
+    profile = build_profile(state, at, rules, models.current)
+    return [orjson.dumps(churn_event(state.customer_id, change, profile, at, trigger))]
+
+
+async def save(before: Before, state: CustomerState, partition: int, now: datetime,
+               churn_events: list[bytes], erased: bool = False) -> None:
+    """Store the state, emit what changed and schedule what comes next."""
     customers[state.customer_id] = dump_state(state)
     count_levels(before, state, partition)
     if erased:
@@ -150,24 +168,23 @@ async def save(before: Before, state: CustomerState, partition: int,
     profile = build_profile(state, now, rules, models.current)
     await customer_value.send(key=state.customer_id.encode(), value=orjson.dumps(profile))
     EMITTED.labels(customer_value.get_topic_name(), "snapshot").inc()
-    if change is not None:
-        event = churn_event(state.customer_id, change, profile, now, trigger)
-        await churn_risk.send(key=state.customer_id.encode(), value=orjson.dumps(event))
-        EMITTED.labels(churn_risk.get_topic_name(), change.level).inc()
+    for event in churn_events:
+        await churn_risk.send(key=state.customer_id.encode(), value=event)
+        EMITTED.labels(churn_risk.get_topic_name(), "churn_risk_changed").inc()
     deadline = next_deadline(state)
     if deadline is not None and deadline != before.deadline:
         due_index.add(partition, state.customer_id, deadline, now)
 
 
 def churn_event(customer_id: str, change: ChurnChange, profile: dict[str, Any],
-                now: datetime, trigger: str) -> dict[str, Any]:
+                decided_at: datetime, trigger: str) -> dict[str, Any]:
     """The same decision (customer, change, what caused it) always gets the same id."""
     identity = f"{customer_id}|churn_risk|{change.previous_level}>{change.level}|{trigger}"
     return {
         "event_id": hashlib.sha256(identity.encode()).hexdigest()[:32],
         "type": "churn_risk.changed",
         "customer_id": customer_id,
-        "occurred_at": timestamp(now),
+        "occurred_at": timestamp(decided_at),
         "level": change.level,
         "previous_level": change.previous_level,
         "score": change.score.score,

@@ -177,8 +177,19 @@ def assess_churn(state: CustomerState, now: datetime, params: ModelParams,
     level, score, alive = current_churn(state, now, params, rules)
     previous = state.churn_level
     state.churn_level = level
+    state.churn_assessed_at = now
     state.churn_check_at = next_rise_at(state, purchase_history(state), level, now,
                                         params.mbgnbd, rules)
     if level == previous:
         return None
     return ChurnChange(previous_level=previous, level=level, score=score, p_alive=alive)
+
+
+def decision_time(state: CustomerState, occurred_at: datetime, now: datetime) -> datetime:
+    """When an event's effect on churn risk is decided: at the event's own time (so a fast
+    replay decides as live did), never before the customer's last assessment, never after
+    the processor's now."""
+    moment = occurred_at
+    if state.churn_assessed_at is not None and state.churn_assessed_at > moment:
+        moment = state.churn_assessed_at
+    return min(moment, now)

@@ -113,6 +113,7 @@ class CustomerState:
     # new events, it should next be checked.
     churn_level: str = "low"
     churn_check_at: datetime | None = None
+    churn_assessed_at: datetime | None = None  # assessments never go back in time
 
     @property
     def has_profile(self) -> bool:
