@@ -1,0 +1,67 @@
+"""``valuestream fit`` end to end: profiles from customer-value in, parameters to
+model-params out, and into the running worker; thin data is refused and publishes nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+
+from streams.demo import DemoTraffic
+from tests.helpers import ROOT, produce, read_at_least, read_topic, wait_for
+
+pytestmark = pytest.mark.kafka
+AS_OF = "2026-06-01T00:00:00Z"
+
+
+def fit(bootstrap: str, prefix: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+           "VALUESTREAM_TOPIC_PREFIX": prefix}
+    return subprocess.run([sys.executable, "-m", "streams.cli", "fit", "--as-of", AS_OF, *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+
+
+def test_fit_publishes_parameters_the_worker_takes(make_worker: Any, kafka_bootstrap: str,
+                                                   namespace: str) -> None:
+    prefix = f"{namespace}-"
+    worker = make_worker("w1")
+    traffic = DemoTraffic(300, seed=4, start=datetime(2026, 1, 1, tzinfo=UTC),
+                          mean_gap_seconds=3600)
+    produced = produce(kafka_bootstrap, prefix, traffic.messages(4000))
+    wait_for(lambda: sum(worker.events_by_outcome().values()) >= produced, 90, "the traffic")
+
+    latest: dict[bytes, Any] = {}
+    for record in read_topic(kafka_bootstrap, f"{prefix}customer-value"):
+        latest[record.key] = orjson.loads(record.value) if record.value else None
+    buyers = sum(1 for p in latest.values() if p and p["frequency"] is not None)
+
+    result = fit(kafka_bootstrap, prefix)
+    assert result.returncode == 0, result.stderr
+    assert f"fitted on {buyers} customers" in result.stderr
+    [record] = read_at_least(kafka_bootstrap, f"{prefix}model-params", 1)
+    params = orjson.loads(record.value)
+    assert (params["n_customers"], params["time_unit"], params["fitted_at"]) == (
+        buyers, "day", AS_OF)
+    assert set(params["log_likelihood"]) == {"bgnbd", "mbgnbd", "gamma_gamma"}
+    fitted = ("valuestream_model_fitted_timestamp_seconds", frozenset())
+    wait_for(lambda: worker.metrics()[fitted] == datetime(2026, 6, 1, tzinfo=UTC).timestamp(),
+             10, "the worker to take the new parameters")
+
+
+def test_thin_data_is_refused_and_nothing_is_published(kafka_bootstrap: str,
+                                                       namespace: str) -> None:
+    prefix = f"{namespace}-"
+    subprocess.run([sys.executable, "-m", "streams.cli", "topics"], cwd=ROOT, check=True,
+                   env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+                        "VALUESTREAM_TOPIC_PREFIX": prefix}, capture_output=True)
+    result = fit(kafka_bootstrap, prefix)
+    assert result.returncode == 1
+    assert "too few customers with a purchase to fit: 0" in result.stderr
+    assert "parameters in force stay as they are" in result.stderr
+    assert read_topic(kafka_bootstrap, f"{prefix}model-params") == []
