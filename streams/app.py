@@ -14,7 +14,14 @@ from streams.clock import Clock
 from streams.domain.churn_rules import ChurnRules
 from streams.domain.rules import Rules
 from streams.settings import Settings
-from streams.topics import CHURN_RISK, CUSTOMER_VALUE, DEAD_LETTERS, INPUT_TOPICS, ticks_topic
+from streams.topics import (
+    CHURN_RISK,
+    CUSTOMER_VALUE,
+    DEAD_LETTERS,
+    INPUT_TOPICS,
+    TABLES,
+    ticks_topic,
+)
 
 settings = Settings.from_env()
 clock = Clock(settings.clock)
@@ -68,15 +75,16 @@ customer_value = raw_topic(settings.topic(CUSTOMER_VALUE))
 dead_letters = raw_topic(settings.topic(DEAD_LETTERS))
 churn_risk = raw_topic(settings.topic(CHURN_RISK))
 
+
+def raw_table(name: str) -> faust.Table:
+    assert name in TABLES  # streams.topics creates the changelogs of exactly these
+    return app.Table(name, default=None, key_type=bytes, value_type=bytes,
+                     partitions=settings.partitions)
+
+
 # customer_id -> the customer's state (streams.domain.state.dump_state bytes).
-customers = app.Table(
-    "customers", default=None, key_type=bytes, value_type=bytes, partitions=settings.partitions
-)
+customers = raw_table("customers")
 # Counters per partition, e.g. customers by churn-risk level (streams.counts).
-counts = app.Table(
-    "counts", default=None, key_type=bytes, value_type=bytes, partitions=settings.partitions
-)
+counts = raw_table("counts")
 # Due-time index of time-driven work, per partition (streams.schedule).
-schedule = app.Table(
-    "schedule", default=None, key_type=bytes, value_type=bytes, partitions=settings.partitions
-)
+schedule = raw_table("schedule")

@@ -17,6 +17,10 @@ CHURN_RISK = "churn-risk"
 FOLLOW_UPS = "follow-ups"
 DEAD_LETTERS = "dead-letters"
 MODEL_PARAMS = "model-params"
+# The worker's tables. Their changelog topics are created here too, before Faust starts:
+# left to Faust, a changelog created at start-up can be missing from the consumer's first
+# metadata, and the agent then fails on a partition-count mismatch until restarted.
+TABLES = ("customers", "counts", "schedule")
 
 
 class TopicError(RuntimeError):
@@ -36,9 +40,16 @@ def ticks_topic(settings: Settings) -> str:
     return f"{settings.topic_prefix}{settings.app_id}-ticks"
 
 
+def changelog_topic(settings: Settings, table: str) -> str:
+    """Faust's name for a table's changelog: ``{app id}-{table}-changelog``."""
+    return f"{settings.app_id}-{table}-changelog"
+
+
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     n = settings.partitions
     specs = [TopicSpec(settings.topic(t), n, copartitioned=True) for t in INPUT_TOPICS]
+    specs += [TopicSpec(changelog_topic(settings, t), n, compacted=True, copartitioned=True)
+              for t in TABLES]
     specs += [
         TopicSpec(ticks_topic(settings), n, copartitioned=True),
         TopicSpec(settings.topic(CUSTOMER_VALUE), n, compacted=True),
