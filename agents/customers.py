@@ -11,6 +11,7 @@ same table value as the change it guards, so a redelivered message changes nothi
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -51,12 +52,14 @@ from streams.metrics import (
     EMITTED,
     EVENTS,
     PARKED_RESOLVED,
+    PROCESSING_ERRORS,
     PROCESSING_SECONDS,
     TICKS_PROCESSED,
 )
 from streams.model_params import models
 from streams.schedule import DueIndex
 
+log = logging.getLogger(__name__)
 due_index = DueIndex(schedule)  # type: ignore[arg-type]
 customers_by_level = PartitionCounts(counts)  # type: ignore[arg-type]
 last_processed: dict[TP, int] = {}
@@ -67,12 +70,25 @@ async def process(stream: faust.StreamT[bytes]) -> None:
     async for event in stream.events():
         message = event.message
         if message.topic == TICKS_TOPIC:
-            await on_tick(message.partition)
-        else:
-            started = time.perf_counter()
+            try:
+                await on_tick(message.partition)
+            except Exception:  # the next tick retries: the due entries are still there
+                PROCESSING_ERRORS.labels(TICKS_TOPIC).inc()
+                log.exception("time-driven work of partition %d failed", message.partition)
+            continue
+        started = time.perf_counter()
+        try:
             await on_message(message)
-            PROCESSING_SECONDS.observe(time.perf_counter() - started)
-            last_processed[message.tp] = message.offset
+        except Exception as exc:  # a bug must not stop the partition: keep the message
+            PROCESSING_ERRORS.labels(message.topic).inc()
+            log.exception("processing %s[%d]@%d failed", message.topic, message.partition,
+                          message.offset)
+            EVENTS.labels(message.topic, "unprocessed", "dead_letter").inc()
+            source = Source(message.topic, message.partition, message.offset, message.key,
+                            message.value)
+            await emit_dead_letters([Rejected(source, "processing_error", repr(exc))])
+        PROCESSING_SECONDS.observe(time.perf_counter() - started)
+        last_processed[message.tp] = message.offset
 
 
 async def on_message(message: Message) -> None:

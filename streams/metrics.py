@@ -16,6 +16,11 @@ PROCESSING_SECONDS = Histogram(
     "Time to process one input message",
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
+PROCESSING_ERRORS = Counter(
+    "valuestream_processing_errors",
+    "Messages or ticks whose processing raised (a bug): messages go to dead-letters",
+    ["topic"],
+)
 EMITTED = Counter(
     "valuestream_emitted", "Messages written to output topics", ["topic", "kind"]
 )
