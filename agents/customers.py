@@ -14,7 +14,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +32,7 @@ from streams.app import (
     customer_value,
     customers,
     dead_letters,
+    follow_ups,
     inputs,
     rules,
     schedule,
@@ -43,7 +44,8 @@ from streams.deadletters import dead_letter
 from streams.decode import Invalid, decode
 from streams.domain.apply import Rejected, apply_event, expire_parked, next_deadline
 from streams.domain.churn import LEVELS, ChurnChange, assess_churn, decision_time
-from streams.domain.profile import build_profile, timestamp
+from streams.domain.followups import REASONS, Dropped, FollowUp, ValueFacts, fire, plan
+from streams.domain.profile import build_profile, pending_follow_ups, timestamp
 from streams.domain.state import CustomerState, Source, dump_state, load_state
 from streams.metrics import (
     CONSUMER_LAG,
@@ -51,6 +53,7 @@ from streams.metrics import (
     DEAD_LETTERS,
     EMITTED,
     EVENTS,
+    FOLLOW_UPS_DROPPED,
     PARKED_RESOLVED,
     PROCESSING_ERRORS,
     PROCESSING_SECONDS,
@@ -111,9 +114,11 @@ async def on_message(message: Message) -> None:
     if result.changed:
         state = result.state
         assert state is not None
-        decisions = [] if result.erased or not state.has_profile else assess(
-            state, decision_time(state, decoded.occurred_at, now), trigger=decoded.event_id)
-        await save(before, state, message.partition, now, decisions, erased=result.erased)
+        decisions = Decisions()
+        if state.has_profile:
+            at = decision_time(state, decoded.occurred_at, now)
+            decisions = decide(state, at, now, trigger=decoded.event_id)
+        await save(before, state, message.partition, decisions, now, erased=result.erased)
     elif result.outcome == "duplicate" and stored is not None:
         # Re-write what is stored: after a crash, local state can be ahead of the changelog.
         customers[decoded.customer_id] = stored
@@ -134,16 +139,13 @@ async def on_tick(partition: int) -> None:
             continue  # a stale entry: the deadline moved
         # Catch up in order, each decision at its own due time, as if the clock had ticked
         # through every moment (a replay, an outage, a tick interval).
-        decisions: list[bytes] = []
+        decisions = Decisions()
         expired: list[Rejected] = []
         while (due := next_deadline(state)) is not None and due <= now:
             expired += expire_parked(state, due)
-            if state.has_profile:
-                decisions += assess(state, due, trigger=f"due:{timestamp(due)}")
-            elif state.churn_check_at is not None and state.churn_check_at <= due:
-                state.churn_check_at = None
+            decisions += decide(state, due, now, trigger=f"due:{timestamp(due)}")
         PARKED_RESOLVED.labels("expired").inc(len(expired))
-        await save(before, state, partition, now, decisions)
+        await save(before, state, partition, decisions, now)
         await emit_dead_letters(expired)
 
 
@@ -161,19 +163,52 @@ class Before:
         return cls(state.churn_level if state.has_profile else None, next_deadline(state))
 
 
-def assess(state: CustomerState, at: datetime, trigger: str) -> list[bytes]:
-    """Re-assess churn risk at ``at``; the churn-risk event to send if the level changed."""
-    change = assess_churn(state, at, models.current, rules.churn)
-    if change is None:
-        return []
-    profile = build_profile(state, at, rules, models.current)
-    return [orjson.dumps(churn_event(state.customer_id, change, profile, at, trigger))]
+@dataclass
+class Decisions:
+    """What one or more decisions about a customer produced."""
+
+    profile: dict[str, Any] | None = None  # the profile at the last decision
+    churn_events: list[bytes] = field(default_factory=list)
+    follow_up_events: list[bytes] = field(default_factory=list)
+    dropped: list[Dropped] = field(default_factory=list)
+
+    def __iadd__(self, later: Decisions) -> Decisions:
+        self.profile = later.profile or self.profile
+        self.churn_events += later.churn_events
+        self.follow_up_events += later.follow_up_events
+        self.dropped += later.dropped
+        return self
 
 
-async def save(before: Before, state: CustomerState, partition: int, now: datetime,
-               churn_events: list[bytes], erased: bool = False) -> None:
+def decide(state: CustomerState, at: datetime, now: datetime, trigger: str) -> Decisions:
+    """Everything decided about a customer at ``at``: churn risk first, then follow-ups."""
+    if not state.has_profile:
+        return Decisions()
+    params = models.current
+    change = assess_churn(state, at, params, rules.churn)
+    profile = build_profile(state, at, rules, params)
+    facts = ValueFacts(
+        clv=profile["predicted_clv_365d"], tier=profile["value_tier"],
+        platinum_cut=params.tiers.platinum, churn=profile["churn_risk"],
+        became_high_risk=change is not None and change.level == "high")
+    dropped = plan(state, at, facts, rules.follow_ups)
+    emitted, not_sent = fire(state, at, now, facts, rules.follow_ups)
+    profile["follow_ups"] = pending_follow_ups(state)
+    decisions = Decisions(profile=profile, dropped=dropped + not_sent)
+    if change is not None:
+        decisions.churn_events.append(
+            orjson.dumps(churn_event(state.customer_id, change, profile, at, trigger)))
+    decisions.follow_up_events += [
+        orjson.dumps(follow_up_event(state.customer_id, f, at)) for f in emitted]
+    return decisions
+
+
+async def save(before: Before, state: CustomerState, partition: int, decisions: Decisions,
+               now: datetime, erased: bool = False) -> None:
     """Store the state, emit what changed and schedule what comes next."""
     customers[state.customer_id] = dump_state(state)
+    for item in decisions.dropped:
+        FOLLOW_UPS_DROPPED.labels(item.reason, item.cause).inc()
     count_levels(before, state, partition)
     if erased:
         await customer_value.send(key=state.customer_id.encode(), value=None)
@@ -181,12 +216,16 @@ async def save(before: Before, state: CustomerState, partition: int, now: dateti
         return
     if not state.has_profile:
         return
-    profile = build_profile(state, now, rules, models.current)
-    await customer_value.send(key=state.customer_id.encode(), value=orjson.dumps(profile))
+    profile = decisions.profile or build_profile(state, now, rules, models.current)
+    key = state.customer_id.encode()
+    await customer_value.send(key=key, value=orjson.dumps(profile))
     EMITTED.labels(customer_value.get_topic_name(), "snapshot").inc()
-    for event in churn_events:
-        await churn_risk.send(key=state.customer_id.encode(), value=event)
+    for event in decisions.churn_events:
+        await churn_risk.send(key=key, value=event)
         EMITTED.labels(churn_risk.get_topic_name(), "churn_risk_changed").inc()
+    for event in decisions.follow_up_events:
+        await follow_ups.send(key=key, value=event)
+        EMITTED.labels(follow_ups.get_topic_name(), "follow_up_due").inc()
     deadline = next_deadline(state)
     if deadline is not None and deadline != before.deadline:
         due_index.add(partition, state.customer_id, deadline, now)
@@ -208,6 +247,25 @@ def churn_event(customer_id: str, change: ChurnChange, profile: dict[str, Any],
         "reasons": list(change.score.reasons),
         "predicted_clv_365d": profile["predicted_clv_365d"],
         "value_tier": profile["value_tier"],
+    }
+
+
+def follow_up_event(customer_id: str, follow_up: FollowUp, decided_at: datetime
+                    ) -> dict[str, Any]:
+    """Identified by customer, reason, subject and due time: a repeat has the same id."""
+    identity = (f"{customer_id}|follow_up|{follow_up.reason}|{follow_up.subject}|"
+                f"{follow_up.due_at.isoformat()}")
+    return {
+        "event_id": hashlib.sha256(identity.encode()).hexdigest()[:32],
+        "type": "follow_up.due",
+        "customer_id": customer_id,
+        "occurred_at": timestamp(decided_at),
+        "reason": follow_up.reason,
+        "due_at": timestamp(follow_up.due_at),
+        "expires_at": timestamp(follow_up.expires_at),
+        "priority": follow_up.priority,
+        "suggested_action": REASONS[follow_up.reason].suggested_action,
+        "context": follow_up.context,
     }
 
 

@@ -18,6 +18,7 @@ from streams.topics import (
     CHURN_RISK,
     CUSTOMER_VALUE,
     DEAD_LETTERS,
+    FOLLOW_UPS,
     INPUT_TOPICS,
     TABLES,
     ticks_topic,
@@ -34,6 +35,7 @@ rules = Rules(
     orphan_ttl=timedelta(days=settings.orphan_days),
     churn=ChurnRules(medium=settings.churn_medium, high=settings.churn_high,
                      hysteresis=settings.churn_hysteresis),
+    follow_ups=settings.follow_ups,
 )
 
 app = faust.App(
@@ -74,6 +76,7 @@ ticks = raw_topic(TICKS_TOPIC)
 customer_value = raw_topic(settings.topic(CUSTOMER_VALUE))
 dead_letters = raw_topic(settings.topic(DEAD_LETTERS))
 churn_risk = raw_topic(settings.topic(CHURN_RISK))
+follow_ups = raw_topic(settings.topic(FOLLOW_UPS))
 
 
 def raw_table(name: str) -> faust.Table:

@@ -27,6 +27,11 @@ EMITTED = Counter(
 DEAD_LETTERS = Counter(
     "valuestream_dead_letters", "Dead letters written, by source topic and code", ["topic", "code"]
 )
+FOLLOW_UPS_DROPPED = Counter(
+    "valuestream_follow_ups_dropped",
+    "Follow-ups not emitted when due, by reason and cause (condition, cool_down, cap, expired)",
+    ["reason", "cause"],
+)
 PARKED_RESOLVED = Counter(
     "valuestream_parked_resolved",
     "Parked order events that were later applied or expired",

@@ -11,11 +11,22 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Literal, TypeVar
 
 import orjson
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+)
+
+from streams.domain.followups import FollowUpRules
 
 T = TypeVar("T")
 N = TypeVar("N", int, float)
@@ -53,6 +64,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("VALUESTREAM_CHURN_HIGH", "70", "churn score from which the risk is high"),
     Variable("VALUESTREAM_CHURN_HYSTERESIS", "10",
              "points below a threshold before a level is left downwards"),
+    Variable("VALUESTREAM_FOLLOW_UPS", "{}",
+             "JSON object overriding follow-up rules, e.g. {\"cooldown_days\": 14, \"cap\": 3}"),
     Variable("VALUESTREAM_SESSION_TIMEOUT", "10",
               "seconds until a silent worker's partitions move"),
     Variable("VALUESTREAM_LOG_LEVEL", "info", "worker log level: debug, info, warning, error"),
@@ -85,6 +98,7 @@ class Settings:
     churn_medium: int
     churn_high: int
     churn_hysteresis: int
+    follow_ups: FollowUpRules
     session_timeout: float
     log_level: str
 
@@ -132,6 +146,7 @@ class Settings:
             churn_medium=medium,
             churn_high=high,
             churn_hysteresis=hysteresis,
+            follow_ups=parsed("VALUESTREAM_FOLLOW_UPS", _follow_up_rules),
             session_timeout=parsed("VALUESTREAM_SESSION_TIMEOUT", _float_in(6.0, 300.0)),
             log_level=parsed("VALUESTREAM_LOG_LEVEL", _choice("debug", "info", "warning", "error")),
         )
@@ -243,3 +258,44 @@ def _fx_rates(path: str, base: str) -> Mapping[str, Decimal]:
             raise ValueError(f"the rate of {code} must be a positive number")
         rates[code] = value
     return rates
+
+
+class _FollowUpOverrides(BaseModel):
+    """The follow-up rules a user may override, in days, hours or counts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    check_in_after_days: PositiveFloat = 7
+    reorder_min_interval_days: PositiveFloat = 7
+    ticket_follow_up_after_days: PositiveFloat = 2
+    overdue_urgent_hours: PositiveFloat = 24
+    overdue_other_hours: PositiveFloat = 72
+    warm_lead_clicks: PositiveInt = 2
+    warm_lead_window_days: PositiveFloat = 14
+    warm_lead_quiet_days: PositiveFloat = 30
+    cooldown_days: NonNegativeFloat = 30
+    cap: PositiveInt = 2
+    cap_window_days: PositiveFloat = 7
+
+
+def _follow_up_rules(value: str) -> FollowUpRules:
+    try:
+        o = _FollowUpOverrides.model_validate_json(value or "{}")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "value"
+        raise ValueError(f"{where}: {first['msg']}") from None
+    days, hours = (lambda n: timedelta(days=n)), (lambda n: timedelta(hours=n))
+    return FollowUpRules(
+        check_in_after=days(o.check_in_after_days),
+        reorder_min_interval=days(o.reorder_min_interval_days),
+        ticket_follow_up_after=days(o.ticket_follow_up_after_days),
+        overdue_urgent=hours(o.overdue_urgent_hours),
+        overdue_other=hours(o.overdue_other_hours),
+        warm_lead_clicks=o.warm_lead_clicks,
+        warm_lead_window=days(o.warm_lead_window_days),
+        warm_lead_quiet=days(o.warm_lead_quiet_days),
+        cooldown=days(o.cooldown_days),
+        cap=o.cap,
+        cap_window=days(o.cap_window_days),
+    )

@@ -142,7 +142,7 @@ EXPECTED_DEAD_LETTERS = sorted([
 ])
 
 PREDICTIVE_FIELDS = {"p_alive", "expected_purchases_90d", "expected_order_value",
-                     "predicted_clv_365d", "churn_risk", "rfm", "value_tier"}
+                     "predicted_clv_365d", "churn_risk", "rfm", "value_tier", "follow_ups"}
 EXPECTED = {
     "alice": {
         "customer_id": "alice", "as_of": AS_OF,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
@@ -41,6 +41,7 @@ from streams.domain.state import (
 )
 
 Outcome = Literal["applied", "duplicate", "parked", "dead_letter"]
+CLICK_MEMORY = timedelta(days=90)  # click times kept for the warm-lead rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,7 @@ def expire_parked(state: CustomerState, now: datetime) -> list[Rejected]:
 def next_deadline(state: CustomerState) -> datetime | None:
     """The next processor time at which time alone may change this customer's state."""
     deadlines = [p.expires_at for p in state.parked]
+    deadlines += [f.due_at for f in state.followups.values()]
     if state.churn_check_at is not None:
         deadlines.append(state.churn_check_at)
     return min(deadlines, default=None)
@@ -272,6 +274,8 @@ def _apply_email_event(state: CustomerState, event: EmailEvent) -> None:
         case "email.clicked":
             emails.clicked.add(message)
             emails.last_click_at = _latest(emails.last_click_at, at)
+            emails.click_times = sorted(
+                t for t in [*emails.click_times, at] if t > emails.last_click_at - CLICK_MEMORY)
         case "email.bounced":
             emails.bounced = True
         case "email.unsubscribed":

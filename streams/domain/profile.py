@@ -91,7 +91,15 @@ def build_profile(
         **_engagement(state),
         **_purchase_statistics(history, as_of),
         **_predictive(state, history, as_of, margin_rate, rules, params),
+        "follow_ups": pending_follow_ups(state),
     }
+
+
+def pending_follow_ups(state: CustomerState) -> list[dict[str, Any]]:
+    return [
+        {"reason": f.reason, "due_at": timestamp(f.due_at), "expires_at": timestamp(f.expires_at)}
+        for f in sorted(state.followups.values(), key=lambda f: (f.due_at, f.reason))
+    ]
 
 
 def _service(state: CustomerState, as_of: datetime) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from streams.domain.churn_rules import ChurnRules
+from streams.domain.followups import FollowUpRules
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,3 +20,4 @@ class Rules:
     dedup_window: timedelta
     orphan_ttl: timedelta
     churn: ChurnRules = field(default_factory=ChurnRules)
+    follow_ups: FollowUpRules = field(default_factory=FollowUpRules)

@@ -68,6 +68,7 @@ class Ticket:
 @dataclass(slots=True)
 class Emails:
     sent: set[str] = field(default_factory=set)
+    click_times: list[datetime] = field(default_factory=list)  # the last 90 days of clicks
     opened: set[str] = field(default_factory=set)
     clicked: set[str] = field(default_factory=set)
     last_open_at: datetime | None = None
@@ -97,6 +98,18 @@ class Parked:
 
 
 @dataclass(slots=True)
+class PendingFollowUp:
+    reason: str
+    due_at: datetime
+    expires_at: datetime
+    subject: str  # what it is about (a ticket id, the last order's time, ...)
+
+    @property
+    def key(self) -> str:
+        return f"{self.reason}|{self.subject}|{self.due_at.isoformat()}"
+
+
+@dataclass(slots=True)
 class CustomerState:
     customer_id: str
     first_seen_at: datetime | None = None
@@ -114,6 +127,13 @@ class CustomerState:
     churn_level: str = "low"
     churn_check_at: datetime | None = None
     churn_assessed_at: datetime | None = None  # assessments never go back in time
+    value_tier: str | None = None  # the tier at the last decision (to see it change)
+    # Follow-ups: pending (one per reason), last sent per reason (cool-down), recent send
+    # times (cap), and the ones already handled (key -> due), so none is made twice.
+    followups: dict[str, PendingFollowUp] = field(default_factory=dict)
+    followups_sent: dict[str, datetime] = field(default_factory=dict)
+    followup_times: list[datetime] = field(default_factory=list)
+    followups_done: dict[str, datetime] = field(default_factory=dict)
 
     @property
     def has_profile(self) -> bool:

@@ -1,0 +1,274 @@
+"""Time to follow up: which follow-ups a customer has pending, and which fall due.
+
+Each reason has a rule for when it falls due and a condition that must still hold then
+(see ``REASONS`` and the README's table). The engine keeps at most one pending follow-up per
+customer and reason. After every event it drops the pending ones whose condition stopped
+holding and adds new candidates; when one falls due it is emitted only if its condition
+still holds, it has not expired, its reason is out of its cool-down, and the customer's cap
+(at most ``cap`` follow-ups in any ``cap_window``) leaves room. When several fall due at once
+the highest priority goes first; one that finds the cap full is deferred to when the cap
+frees a slot, or dropped if that is after its expiry.
+
+priority = round((value + urgency) / 2), where value = min(100, 100 x predicted CLV / the
+platinum cut-off) and urgency is the reason's own (``REASONS``).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from itertools import pairwise
+from typing import Any
+
+from streams.domain.history import purchase_history
+from streams.domain.state import CustomerState, PendingFollowUp
+
+TOP_TIERS = ("gold", "platinum")
+DONE_MEMORY = timedelta(days=120)  # longer than any due date stays relevant
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    urgency: int
+    valid_for: timedelta  # expires_at = due_at + valid_for
+    suggested_action: str
+
+
+REASONS: dict[str, Reason] = {
+    "poor_rating_recovery": Reason(90, timedelta(days=2),
+                                   "Call the customer about the poor rating and make it right"),
+    "ticket_overdue": Reason(85, timedelta(days=2),
+                             "Escalate the open ticket and tell the customer what happens next"),
+    "win_back": Reason(80, timedelta(days=14),
+                       "Send a personal note from the owner with a reason to come back"),
+    "ticket_follow_up": Reason(60, timedelta(days=5),
+                               "Check that the resolved ticket really solved the problem"),
+    "reorder_due": Reason(55, timedelta(days=14),
+                          "Remind the customer that their usual reorder time has come"),
+    "warm_lead": Reason(50, timedelta(days=7),
+                        "Reach out with the products the customer has been clicking on"),
+    "first_order_check_in": Reason(40, timedelta(days=7),
+                                   "Ask how the first order went and offer help"),
+    "vip_thank_you": Reason(30, timedelta(days=14),
+                            "Thank the customer personally for being one of the best"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUpRules:
+    check_in_after: timedelta = timedelta(days=7)
+    reorder_min_interval: timedelta = timedelta(days=7)
+    ticket_follow_up_after: timedelta = timedelta(days=2)
+    overdue_urgent: timedelta = timedelta(hours=24)  # priority high or urgent
+    overdue_other: timedelta = timedelta(hours=72)
+    warm_lead_clicks: int = 2
+    warm_lead_window: timedelta = timedelta(days=14)
+    warm_lead_quiet: timedelta = timedelta(days=30)
+    cooldown: timedelta = timedelta(days=30)
+    cap: int = 2
+    cap_window: timedelta = timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
+class ValueFacts:
+    """What the value side knows at the moment of a decision."""
+
+    clv: float | None
+    tier: str | None
+    platinum_cut: float
+    became_high_risk: bool  # the churn level changed to high in this decision
+    churn: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """A follow-up to emit now."""
+
+    reason: str
+    due_at: datetime
+    expires_at: datetime
+    priority: int
+    subject: str
+    context: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    reason: str
+    cause: str  # condition, cool_down, cap, expired
+
+
+def plan(state: CustomerState, at: datetime, facts: ValueFacts,
+         rules: FollowUpRules) -> list[Dropped]:
+    """After an event or a time step at ``at``: drop pending follow-ups whose condition no
+    longer holds, and add the new candidates (one pending per reason)."""
+    dropped = [Dropped(r, "condition") for r, p in state.followups.items()
+               if not _holds(state, p, at, rules)]
+    for item in dropped:
+        del state.followups[item.reason]
+    for reason, due_at, subject in _candidates(state, at, facts, rules):
+        candidate = PendingFollowUp(reason=reason, due_at=due_at,
+                                    expires_at=due_at + REASONS[reason].valid_for,
+                                    subject=subject)
+        last = state.followups_sent.get(reason)
+        if candidate.key in state.followups_done or reason in state.followups:
+            continue  # handled already, or one is pending for this reason
+        if last is not None and due_at < last + rules.cooldown:
+            continue  # in its cool-down: not even pending
+        state.followups[reason] = candidate
+    state.value_tier = facts.tier
+    horizon = at - DONE_MEMORY
+    state.followups_done = {k: d for k, d in state.followups_done.items() if d > horizon}
+    return dropped
+
+
+def fire(state: CustomerState, at: datetime, now: datetime, facts: ValueFacts,
+         rules: FollowUpRules) -> tuple[list[FollowUp], list[Dropped]]:
+    """The follow-ups falling due at ``at`` (processor time ``now``, later after an outage or
+    during a replay): emitted, deferred or dropped, highest priority first."""
+    due = sorted((p for p in state.followups.values() if p.due_at <= at),
+                 key=lambda p: (-priority(p.reason, facts), p.reason))
+    emitted: list[FollowUp] = []
+    dropped: list[Dropped] = []
+    for pending in due:
+        del state.followups[pending.reason]
+        state.followups_done[pending.key] = pending.due_at
+        last = state.followups_sent.get(pending.reason)
+        if now >= pending.expires_at:
+            dropped.append(Dropped(pending.reason, "expired"))
+        elif not _holds(state, pending, at, rules):
+            dropped.append(Dropped(pending.reason, "condition"))
+        elif last is not None and at < last + rules.cooldown:
+            dropped.append(Dropped(pending.reason, "cool_down"))
+        elif (free_at := _cap_frees_at(state, at, rules)) is not None:
+            if free_at < pending.expires_at:
+                state.followups[pending.reason] = PendingFollowUp(
+                    reason=pending.reason, due_at=free_at, expires_at=pending.expires_at,
+                    subject=pending.subject)
+            else:
+                dropped.append(Dropped(pending.reason, "cap"))
+        else:
+            state.followups_sent[pending.reason] = at
+            state.followup_times = [t for t in state.followup_times
+                                    if t > at - rules.cap_window] + [at]
+            emitted.append(FollowUp(
+                reason=pending.reason, due_at=pending.due_at, expires_at=pending.expires_at,
+                priority=priority(pending.reason, facts), subject=pending.subject,
+                context=_context(state, pending, facts)))
+    return emitted, dropped
+
+
+def priority(reason: str, facts: ValueFacts) -> int:
+    value = 0.0
+    if facts.clv is not None and facts.platinum_cut > 0:
+        value = min(100.0, 100.0 * max(facts.clv, 0.0) / facts.platinum_cut)
+    return round((value + REASONS[reason].urgency) / 2)
+
+
+def _cap_frees_at(state: CustomerState, at: datetime, rules: FollowUpRules) -> datetime | None:
+    """``None`` if the cap has room at ``at``; else when the oldest counted one leaves."""
+    recent = sorted(t for t in state.followup_times if t > at - rules.cap_window)
+    if len(recent) < rules.cap:
+        return None
+    return recent[-rules.cap] + rules.cap_window
+
+
+# --- the rules of each reason ------------------------------------------------------------
+
+
+def _candidates(state: CustomerState, at: datetime, facts: ValueFacts,
+                rules: FollowUpRules) -> list[tuple[str, datetime, str]]:
+    found: list[tuple[str, datetime, str]] = []
+    live = sorted((o for o in state.orders.values() if not o.cancelled),
+                  key=lambda o: o.placed_at)
+    history = purchase_history(state)
+    if len(live) == 1 and not _ticket_opened_since(state, live[0].placed_at):
+        found.append(("first_order_check_in", live[0].placed_at + rules.check_in_after, "first"))
+    if history is not None and history.purchase_days >= 2:
+        days = sorted(history.net_by_day)
+        median = statistics.median((b - a).days for a, b in pairwise(days))
+        interval = max(timedelta(days=median), rules.reorder_min_interval)
+        last = live[-1].placed_at
+        found.append(("reorder_due", last + interval, last.isoformat()))
+    resolved = [(tid, t) for tid, t in state.tickets.items() if not t.is_open]
+    if resolved:
+        tid, ticket = max(resolved, key=lambda item: item[1].status_at)
+        found.append(("ticket_follow_up", ticket.status_at + rules.ticket_follow_up_after,
+                      tid))
+    rated = [(tid, t) for tid, t in state.tickets.items() if t.rated_at is not None]
+    if rated:
+        tid, ticket = max(rated, key=lambda item: item[1].rated_at)  # type: ignore[arg-type, return-value]
+        if ticket.csat is not None and ticket.csat <= 2:
+            found.append(("poor_rating_recovery", ticket.rated_at, tid))  # type: ignore[arg-type]
+    open_tickets = [(tid, t) for tid, t in state.tickets.items() if t.is_open]
+    if open_tickets:
+        tid, ticket = min(open_tickets, key=lambda item: _overdue_at(item[1], rules))
+        found.append(("ticket_overdue", _overdue_at(ticket, rules), tid))
+    if facts.became_high_risk and facts.tier in TOP_TIERS:
+        found.append(("win_back", at, "high"))
+    if _warm(state, at, rules):
+        found.append(("warm_lead", at, "clicks"))
+    if facts.tier == "platinum" and state.value_tier != "platinum":
+        found.append(("vip_thank_you", at, "platinum"))
+    return found
+
+
+def _holds(state: CustomerState, pending: PendingFollowUp, at: datetime,
+           rules: FollowUpRules) -> bool:
+    """Does the reason's condition still hold at ``at``?"""
+    reason, subject = pending.reason, pending.subject
+    live = sorted((o for o in state.orders.values() if not o.cancelled),
+                  key=lambda o: o.placed_at)
+    if reason == "first_order_check_in":
+        return len(live) == 1 and not _ticket_opened_since(state, live[0].placed_at)
+    if reason == "reorder_due":
+        return bool(live) and live[-1].placed_at.isoformat() == subject
+    ticket = state.tickets.get(subject)
+    if reason == "ticket_follow_up":
+        return ticket is not None and not ticket.is_open
+    if reason == "poor_rating_recovery":
+        return ticket is not None and ticket.csat is not None and ticket.csat <= 2
+    if reason == "ticket_overdue":
+        return ticket is not None and ticket.is_open
+    if reason == "win_back":
+        return state.churn_level == "high"
+    if reason == "warm_lead":
+        return _warm(state, at, rules)
+    return state.value_tier == "platinum"  # vip_thank_you
+
+
+def _overdue_at(ticket: Any, rules: FollowUpRules) -> datetime:
+    urgent = ticket.priority in ("high", "urgent")
+    opened = ticket.opened_at or ticket.status_at
+    return opened + (rules.overdue_urgent if urgent else rules.overdue_other)
+
+
+def _ticket_opened_since(state: CustomerState, moment: datetime) -> bool:
+    return any((t.opened_at or t.status_at) > moment for t in state.tickets.values())
+
+
+def _warm(state: CustomerState, at: datetime, rules: FollowUpRules) -> bool:
+    clicks = [t for t in state.emails.click_times if at - rules.warm_lead_window < t <= at]
+    recent_order = any(at - rules.warm_lead_quiet < o.placed_at <= at
+                       for o in state.orders.values() if not o.cancelled)
+    return len(clicks) >= rules.warm_lead_clicks and not recent_order
+
+
+def _context(state: CustomerState, pending: PendingFollowUp, facts: ValueFacts
+             ) -> dict[str, Any]:
+    """The facts behind the reason, enough to act without a second lookup."""
+    context: dict[str, Any] = {"value_tier": facts.tier, "predicted_clv_365d": facts.clv}
+    ticket = state.tickets.get(pending.subject)
+    if ticket is not None:
+        context.update(ticket_id=pending.subject, ticket_priority=ticket.priority,
+                       ticket_open=ticket.is_open, csat=ticket.csat)
+    live = [o for o in state.orders.values() if not o.cancelled]
+    if live:
+        context.update(orders=len(live),
+                       last_order_at=max(o.placed_at for o in live).isoformat())
+    if pending.reason == "win_back":
+        context["churn_risk"] = facts.churn
+    if pending.reason == "warm_lead":
+        context["recent_clicks"] = len(state.emails.click_times)
+    return context
