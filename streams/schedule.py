@@ -1,24 +1,28 @@
 """A due-time index kept in a key-value table: which customers have work due, and when.
 
-Entries live in one-minute buckets per partition (key ``"{partition}:{minute}"``), and a
-cursor per partition remembers the first bucket not yet drained. A tick reads only the
-buckets between the cursor and now, so its work is proportional to what falls due (plus
-one read per elapsed minute), never to the number of customers. Entries are never removed
-early: when a customer's deadline moves, a new entry is added and the stale one fires
-harmlessly (the caller re-checks the customer's state).
+Per partition, entries live in one-minute buckets (key ``"{partition}:{minute}"``); a list of
+the days that hold entries (``"{partition}:days"``) and a cursor (``"{partition}:cursor"``,
+the first minute not yet drained) say where to look. A tick visits only the days with
+entries up to now, and within them only the minutes from the cursor on: its work is
+proportional to what falls due, however many customers there are and however long the
+clock jumped (a replay, a pause, an event clock that starts at its first event). Entries are
+never removed early: when a customer's deadline moves, a new entry is added and the stale
+one fires harmlessly (the caller re-checks the customer's state).
 """
 
 from __future__ import annotations
 
 from collections.abc import MutableMapping
 from datetime import datetime
+from typing import Any
 
 import orjson
 
 BUCKET_SECONDS = 60
+MINUTES_PER_DAY = 24 * 60
 
 
-def _bucket(moment: datetime) -> int:
+def _minute(moment: datetime) -> int:
     return int(moment.timestamp()) // BUCKET_SECONDS
 
 
@@ -27,43 +31,62 @@ class DueIndex:
         self.table = table
 
     def add(self, partition: int, customer_id: str, due: datetime, now: datetime) -> None:
-        """Schedule ``customer_id`` at ``due`` (work already due goes into the current bucket)."""
+        """Schedule ``customer_id`` at ``due`` (work already due goes into the current minute)."""
         cursor = self._cursor(partition)
         if cursor is None:  # the partition's first entry: draining starts here
-            cursor = _bucket(now)
-            self.table[f"{partition}:cursor"] = str(cursor).encode()
+            cursor = _minute(now)
+            self._put(partition, "cursor", cursor)
         # Never behind the cursor: after a rebalance the new owner's clock may lag the old one's.
-        bucket = max(_bucket(max(due, now)), cursor)
-        key = f"{partition}:{bucket}"
-        raw = self.table.get(key)
-        entries = orjson.loads(raw) if raw else []
+        minute = max(_minute(max(due, now)), cursor)
+        entries = self._get(partition, minute) or []
         entries.append([due.timestamp(), customer_id])
-        self.table[key] = orjson.dumps(entries)
+        self._put(partition, minute, entries)
+        days = self._get(partition, "days") or []
+        if minute // MINUTES_PER_DAY not in days:
+            self._put(partition, "days", sorted([*days, minute // MINUTES_PER_DAY]))
 
     def pop_due(self, partition: int, now: datetime) -> list[str]:
         """Remove and return the customers due at or before ``now``, earliest first."""
-        current = _bucket(now)
-        stored_cursor = self._cursor(partition)
-        cursor = current if stored_cursor is None else stored_cursor
-        due: list[tuple[float, str]] = []
+        cursor = self._cursor(partition)
+        if cursor is None:
+            return []  # nothing was ever scheduled here: no cursor from a clock not yet set
+        current = _minute(now)
+        if current < cursor:
+            return []
+        days: list[int] = self._get(partition, "days") or []
         deadline = now.timestamp()
-        for bucket in range(cursor, current + 1):
-            key = f"{partition}:{bucket}"
-            raw = self.table.get(key)
-            if not raw:
-                continue
-            entries = orjson.loads(raw)
-            ready = [e for e in entries if e[0] <= deadline]
-            later = [e for e in entries if e[0] > deadline]
-            due.extend((e[0], e[1]) for e in ready)
-            if later:
-                self.table[key] = orjson.dumps(later)
-            elif ready:
-                del self.table[key]
-        if current > cursor or stored_cursor is None:
-            self.table[f"{partition}:cursor"] = str(current).encode()
+        due: list[tuple[float, str]] = []
+        for day in days:
+            first, last = day * MINUTES_PER_DAY, (day + 1) * MINUTES_PER_DAY - 1
+            for minute in range(max(first, cursor), min(last, current) + 1):
+                due.extend(self._drain(partition, minute, deadline))
+        # A day whose last minute is past is drained for good; today and later days stay.
+        remaining_days = [day for day in days if (day + 1) * MINUTES_PER_DAY - 1 >= current]
+        if remaining_days != days:
+            self._put(partition, "days", remaining_days)
+        if current > cursor:
+            self._put(partition, "cursor", current)
         return list(dict.fromkeys(customer for _, customer in sorted(due)))
 
+    def _drain(self, partition: int, minute: int, deadline: float) -> list[tuple[float, str]]:
+        entries = self._get(partition, minute)
+        if not entries:
+            return []
+        ready = [(e[0], e[1]) for e in entries if e[0] <= deadline]
+        later = [e for e in entries if e[0] > deadline]
+        if later:
+            self._put(partition, minute, later)
+        else:
+            del self.table[f"{partition}:{minute}"]
+        return ready
+
     def _cursor(self, partition: int) -> int | None:
-        raw = self.table.get(f"{partition}:cursor")
-        return int(raw) if raw else None
+        cursor = self._get(partition, "cursor")
+        return int(cursor) if cursor is not None else None  # type: ignore[call-overload]
+
+    def _get(self, partition: int, name: int | str) -> Any:
+        raw = self.table.get(f"{partition}:{name}")
+        return orjson.loads(raw) if raw else None
+
+    def _put(self, partition: int, name: int | str, value: object) -> None:
+        self.table[f"{partition}:{name}"] = orjson.dumps(value)

@@ -51,10 +51,38 @@ def test_an_entry_added_behind_the_cursor_is_not_lost() -> None:
     assert DueIndex(table).pop_due(0, at(3601)) == ["c"]
 
 
-def test_empty_buckets_are_removed() -> None:
+def test_empty_buckets_and_past_days_are_removed() -> None:
     table: dict[str, bytes | None] = {}
     index = DueIndex(table)
     for n in range(50):
-        index.add(0, f"c{n}", at(n * 60), now=at(0))
-    index.pop_due(0, at(50 * 60))
-    assert set(table) == {"0:cursor"}
+        index.add(0, f"c{n}", at(n * 3600), now=at(0))
+    index.pop_due(0, at(50 * 3600))
+    assert set(table) == {"0:cursor", "0:days"}
+    today = int(at(50 * 3600).timestamp()) // 86400
+    assert table["0:days"] == f"[{today}]".encode()  # only today is left
+
+
+class CountingTable(dict[str, bytes | None]):
+    reads = 0
+
+    def get(self, key: str, default: bytes | None = None) -> bytes | None:  # type: ignore[override]
+        CountingTable.reads += 1
+        return super().get(key, default)
+
+
+def test_an_idle_tick_before_the_clock_is_set_leaves_no_cursor() -> None:
+    """The event clock reads 1970 until the first event: no cursor may be set from it."""
+    table = CountingTable()
+    index = DueIndex(table)
+    assert index.pop_due(0, datetime(1970, 1, 1, tzinfo=UTC)) == []
+    assert table == {}
+
+
+def test_work_after_a_long_jump_reads_only_days_with_entries() -> None:
+    table = CountingTable()
+    index = DueIndex(table)
+    index.add(0, "early", at(60), now=at(0))
+    index.add(0, "late", at(3 * 365 * 86400), now=at(0))  # three years on
+    CountingTable.reads = 0
+    assert index.pop_due(0, at(3 * 365 * 86400 + 60)) == ["early", "late"]
+    assert CountingTable.reads < 2 * 1440 + 10  # two days of minutes, not three years

@@ -1,0 +1,146 @@
+"""Benchmark: does time-driven work cost in proportion to what falls due?
+
+The same replay (M events of other customers spread over 40 days of event time, on the
+event clock) is timed on three workers: one with no customers, one with N idle customers
+(nothing pending), and one with N customers whose reorder reminders fall due spread over
+that month (two orders g days apart, g from 7 to 37, the second on day 0: reminder on day g).
+
+    python -m streams.benchmarks.followups [N] [M]
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
+
+from schemas.events import TOPIC_OF_TYPE
+from streams.publish import open_producer
+from streams.settings import Settings
+
+DAY0 = datetime(2026, 3, 1, tzinfo=UTC)
+Message = tuple[str, bytes, bytes]
+
+
+def _event(kind: str, customer: str, moment: datetime, **fields: object) -> Message:
+    body = {"event_id": f"{customer}-{kind}-{moment.timestamp()}", "type": kind,
+            "customer_id": customer, "occurred_at": moment.isoformat(), **fields}
+    return TOPIC_OF_TYPE[kind], customer.encode(), orjson.dumps(body)
+
+
+def pending_customers(n: int) -> Iterator[Message]:
+    rng = random.Random(5)
+    gaps = [rng.uniform(7, 37) for _ in range(n)]
+    line = [{"sku": "s", "quantity": 1, "unit_price": "25.00"}]
+    firsts = sorted((DAY0 - timedelta(days=g), f"p{i}") for i, g in enumerate(gaps))
+    for moment, customer in firsts:
+        yield _event("order.placed", customer, moment, order_id="o1", currency="USD", lines=line)
+    for i in range(n):
+        yield _event("order.placed", f"p{i}", DAY0 + timedelta(seconds=i % 3600),
+                     order_id="o2", currency="USD", lines=line)
+
+
+def idle_customers(n: int) -> Iterator[Message]:
+    for i in range(n):
+        yield _event("email.sent", f"i{i}", DAY0 + timedelta(seconds=i % 3600), message_id="m")
+
+
+def replay(m: int) -> Iterator[Message]:
+    step = timedelta(days=40) / m
+    for k in range(m):
+        yield _event("email.sent", f"r{k % 1000}", DAY0 + timedelta(hours=2) + k * step,
+                     message_id=f"m{k}")
+
+
+class BenchWorker:
+    def __init__(self, root: Path) -> None:
+        self.prefix = f"bench{uuid.uuid4().hex[:8]}"
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.env = {**os.environ, "VALUESTREAM_TOPIC_PREFIX": f"{self.prefix}-",
+                    "VALUESTREAM_APP_ID": self.prefix, "VALUESTREAM_CLOCK": "event",
+                    "VALUESTREAM_DATA_DIR": str(root / self.prefix),
+                    "VALUESTREAM_WEB_PORT": str(self.port), "VALUESTREAM_LOG_LEVEL": "warning"}
+        self.settings = Settings.from_env(self.env)
+        self.log = (root / f"{self.prefix}.log").open("wb")
+        self.process = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"],
+                                        env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.wait(lambda: self.metric("valuestream_ticks_total") > 0, 120)
+
+    def metric(self, name: str) -> float:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            return 0.0
+        return sum(s.value for f in text_string_to_metric_families(text)
+                   for s in f.samples if s.name == name)
+
+    def wait(self, condition: object, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():  # type: ignore[operator]
+            if self.process.poll() is not None:
+                raise SystemExit(f"benchmark: the worker exited, see {self.log.name}")
+            if time.monotonic() > deadline:
+                raise SystemExit("benchmark: the worker did not get there in time")
+            time.sleep(0.2)
+
+    def send(self, messages: Iterator[Message]) -> float:
+        """Send and wait until all are processed; return the seconds it took."""
+        before = self.metric("valuestream_events_total")
+        producer = open_producer(self.settings)
+        started = time.monotonic()
+        count = 0
+        for topic, key, value in messages:
+            producer.send(self.settings.topic(topic), key=key, value=value)
+            count += 1
+        producer.flush()
+        self.wait(lambda: self.metric("valuestream_events_total") >= before + count, 3600)
+        return time.monotonic() - started
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=60)
+
+
+def main(argv: list[str]) -> int:
+    n = int(argv[0]) if argv else 100_000
+    m = int(argv[1]) if len(argv) > 1 else 20_000
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, load in (("no customers", None), (f"{n} idle customers", idle_customers),
+                           (f"{n} reminders falling due", pending_customers)):
+            worker = BenchWorker(Path(tmp))
+            load_s = worker.send(load(n)) if load else 0.0
+            fired_before = worker.metric("valuestream_emitted_total")
+            replay_s = worker.send(replay(m))
+            outputs = worker.metric("valuestream_emitted_total") - fired_before
+            worker.stop()
+            shutil.rmtree(Path(tmp) / worker.prefix, ignore_errors=True)
+            rows.append((name, load_s, replay_s, m / replay_s, outputs))
+            print(f"{name}: load {load_s:.1f} s, replay of {m} events {replay_s:.1f} s "
+                  f"({m / replay_s:.0f} events/s), {outputs:.0f} outputs", flush=True)
+    base = rows[0][3]
+    print("\n| workload before the replay | replay events/s | vs no customers | outputs |")
+    print("|---|---|---|---|")
+    for name, _, _, rate, outputs in rows:
+        print(f"| {name} | {rate:.0f} | {rate / base:.2f} | {outputs:.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
