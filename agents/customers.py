@@ -141,7 +141,12 @@ async def on_tick(partition: int) -> None:
         # through every moment (a replay, an outage, a tick interval).
         decisions = Decisions()
         expired: list[Rejected] = []
+        handled: datetime | None = None
         while (due := next_deadline(state)) is not None and due <= now:
+            if due == handled:  # a deadline that does not move would spin for ever
+                log.error("deadline %s of customer %s did not move; skipped", due, customer_id)
+                break
+            handled = due
             expired += expire_parked(state, due)
             decisions += decide(state, due, now, trigger=f"due:{timestamp(due)}")
         PARKED_RESOLVED.labels("expired").inc(len(expired))

@@ -236,7 +236,6 @@ TOPICS: tuple[TopicSchema, ...] = (
         models=(ErasureRequested,),
     ),
 )
-TOPIC_BY_NAME = {schema.topic: schema for schema in TOPICS}
 TOPIC_OF_TYPE = {t: schema.topic for schema in TOPICS for t in schema.types}
 
 

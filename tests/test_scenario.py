@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
+from streams.deadletters import original_bytes
 from tests.helpers import (
     Record,
     Worker,
@@ -245,9 +246,7 @@ def test_dead_letters_carry_codes_and_original_bytes(scenario_run: dict[str, Any
                   for d in letters) == EXPECTED_DEAD_LETTERS
     originals = {(t, k, v) for t, k, v in MALFORMED}
     for letter in letters:
-        value = (base64.b64decode(letter["value"]) if letter["value_base64"]
-                 else letter["value"].encode())
-        key = letter["key"].encode()
+        key, value = original_bytes(letter)
         if letter["error"]["code"] not in {"unknown_currency", "refund_exceeds_order"}:
             assert (letter["source_topic"].removeprefix(prefix), key, value) in originals
         assert letter["error"]["message"]

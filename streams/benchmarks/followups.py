@@ -81,14 +81,15 @@ class BenchWorker:
                                         env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         self.wait(lambda: self.metric("valuestream_ticks_total") > 0, 120)
 
-    def metric(self, name: str) -> float:
+    def metric(self, name: str, **labels: str) -> float:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
                 text = r.read().decode()
         except OSError:
             return 0.0
         return sum(s.value for f in text_string_to_metric_families(text)
-                   for s in f.samples if s.name == name)
+                   for s in f.samples
+                   if s.name == name and labels.items() <= s.labels.items())
 
     def wait(self, condition: object, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -112,6 +113,16 @@ class BenchWorker:
         self.wait(lambda: self.metric("valuestream_events_total") >= before + count, 3600)
         return time.monotonic() - started
 
+    def settle(self, name: str, quiet: float = 5.0, **labels: str) -> float:
+        """Wait until a counter has not moved for ``quiet`` seconds; return its value."""
+        value, since = self.metric(name, **labels), time.monotonic()
+        while time.monotonic() - since < quiet:
+            time.sleep(0.5)
+            latest = self.metric(name, **labels)
+            if latest != value:
+                value, since = latest, time.monotonic()
+        return value
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=60)
@@ -126,19 +137,27 @@ def main(argv: list[str]) -> int:
                            (f"{n} reminders falling due", pending_customers)):
             worker = BenchWorker(Path(tmp))
             load_s = worker.send(load(n)) if load else 0.0
-            fired_before = worker.metric("valuestream_emitted_total")
-            replay_s = worker.send(replay(m))
-            outputs = worker.metric("valuestream_emitted_total") - fired_before
+            kind = {"kind": "follow_up_due"}
+            before = worker.settle("valuestream_emitted_total", **kind)
+            started = time.monotonic()
+            worker.send(replay(m))
+            # ... and until what fell due during the replay has been handled too.
+            fired = worker.settle("valuestream_emitted_total", **kind) - before
+            replay_s = time.monotonic() - started - 5.0  # less the quiet period
             worker.stop()
             shutil.rmtree(Path(tmp) / worker.prefix, ignore_errors=True)
-            rows.append((name, load_s, replay_s, m / replay_s, outputs))
-            print(f"{name}: load {load_s:.1f} s, replay of {m} events {replay_s:.1f} s "
-                  f"({m / replay_s:.0f} events/s), {outputs:.0f} outputs", flush=True)
-    base = rows[0][3]
-    print("\n| workload before the replay | replay events/s | vs no customers | outputs |")
-    print("|---|---|---|---|")
-    for name, _, _, rate, outputs in rows:
-        print(f"| {name} | {rate:.0f} | {rate / base:.2f} | {outputs:.0f} |")
+            rows.append((name, load_s, replay_s, m / replay_s, fired))
+            print(f"{name}: load {load_s:.1f} s, replay of {m} events and its due work "
+                  f"{replay_s:.1f} s ({m / replay_s:.0f} events/s), {fired:.0f} follow-ups",
+                  flush=True)
+    base_s = rows[0][2]
+    print("\n| before the replay | replay + due work | events/s | extra seconds | follow-ups "
+          "fired | extra ms per follow-up |")
+    print("|---|---|---|---|---|---|")
+    for name, _, seconds, rate, fired in rows:
+        extra = seconds - base_s
+        per = f"{1000 * extra / fired:.2f}" if fired else "-"
+        print(f"| {name} | {seconds:.1f} s | {rate:.0f} | {extra:+.1f} s | {fired:.0f} | {per} |")
     return 0
 
 
