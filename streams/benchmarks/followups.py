@@ -128,6 +128,12 @@ class BenchWorker:
         self.process.wait(timeout=60)
 
 
+def handled(worker: BenchWorker) -> tuple[float, float]:
+    """Follow-ups emitted, and follow-ups dropped for any cause, so far."""
+    return (worker.metric("valuestream_emitted_total", kind="follow_up_due"),
+            worker.metric("valuestream_follow_ups_dropped_total"))
+
+
 def main(argv: list[str]) -> int:
     n = int(argv[0]) if argv else 100_000
     m = int(argv[1]) if len(argv) > 1 else 20_000
@@ -137,27 +143,30 @@ def main(argv: list[str]) -> int:
                            (f"{n} reminders falling due", pending_customers)):
             worker = BenchWorker(Path(tmp))
             load_s = worker.send(load(n)) if load else 0.0
-            kind = {"kind": "follow_up_due"}
-            before = worker.settle("valuestream_emitted_total", **kind)
+            before = handled(worker)
             started = time.monotonic()
             worker.send(replay(m))
             # ... and until what fell due during the replay has been handled too.
-            fired = worker.settle("valuestream_emitted_total", **kind) - before
-            replay_s = time.monotonic() - started - 5.0  # less the quiet period
+            worker.settle("valuestream_follow_ups_dropped_total")
+            worker.settle("valuestream_emitted_total", kind="follow_up_due")
+            replay_s = time.monotonic() - started - 10.0  # less the two quiet periods
+            fired, dropped = (a - b for a, b in zip(handled(worker), before, strict=True))
+            expired = worker.metric("valuestream_follow_ups_dropped_total", cause="expired")
             worker.stop()
             shutil.rmtree(Path(tmp) / worker.prefix, ignore_errors=True)
-            rows.append((name, load_s, replay_s, m / replay_s, fired))
-            print(f"{name}: load {load_s:.1f} s, replay of {m} events and its due work "
-                  f"{replay_s:.1f} s ({m / replay_s:.0f} events/s), {fired:.0f} follow-ups",
-                  flush=True)
-    base_s = rows[0][2]
-    print("\n| before the replay | replay + due work | events/s | extra seconds | follow-ups "
-          "fired | extra ms per follow-up |")
-    print("|---|---|---|---|---|---|")
-    for name, _, seconds, rate, fired in rows:
-        extra = seconds - base_s
-        per = f"{1000 * extra / fired:.2f}" if fired else "-"
-        print(f"| {name} | {seconds:.1f} s | {rate:.0f} | {extra:+.1f} s | {fired:.0f} | {per} |")
+            rows.append((name, replay_s, m / replay_s, fired, dropped, expired))
+            print(f"{name}: load {load_s:.1f} s; replay of {m} events and its due work "
+                  f"{replay_s:.1f} s ({m / replay_s:.0f} events/s); follow-ups fired {fired:.0f},"
+                  f" dropped {dropped:.0f} ({expired:.0f} expired)", flush=True)
+    base_s = rows[0][1]
+    print("\n| before the replay | replay + due work | events/s | extra | fired | dropped "
+          "(expired) | extra ms per due follow-up |")
+    print("|---|---|---|---|---|---|---|")
+    for name, seconds, rate, fired, dropped, expired in rows:
+        extra, due = seconds - base_s, fired + dropped
+        per = f"{1000 * extra / due:.2f}" if due else "-"
+        print(f"| {name} | {seconds:.1f} s | {rate:.0f} | {extra:+.1f} s | {fired:.0f} | "
+              f"{dropped:.0f} ({expired:.0f}) | {per} |")
     return 0
 
 
