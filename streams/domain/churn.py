@@ -162,9 +162,11 @@ class ChurnChange:
 
 
 def current_churn(state: CustomerState, as_of: datetime, params: ModelParams,
-                  rules: ChurnRules) -> tuple[str, ChurnScore, float | None]:
-    """Level, score and P(alive) at ``as_of``, given the level the customer is at."""
-    history = purchase_history(state)
+                  rules: ChurnRules, history: PurchaseHistory | None = None
+                  ) -> tuple[str, ChurnScore, float | None]:
+    """Level, score and P(alive) at ``as_of``, given the level the customer is at
+    (``history``: the customer's purchase history, if the caller has it already)."""
+    history = history or purchase_history(state)
     alive = p_alive(history, as_of, params) if history else None
     score = churn_score(state, alive, as_of)
     return level_after(state.churn_level, score.score, rules), score, alive
@@ -174,12 +176,12 @@ def assess_churn(state: CustomerState, now: datetime, params: ModelParams,
                  rules: ChurnRules) -> ChurnChange | None:
     """Move the customer to the level of ``now`` and schedule the next check; return the
     change of level, if there is one."""
-    level, score, alive = current_churn(state, now, params, rules)
+    history = purchase_history(state)
+    level, score, alive = current_churn(state, now, params, rules, history)
     previous = state.churn_level
     state.churn_level = level
     state.churn_assessed_at = now
-    state.churn_check_at = next_rise_at(state, purchase_history(state), level, now,
-                                        params.mbgnbd, rules)
+    state.churn_check_at = next_rise_at(state, history, level, now, params.mbgnbd, rules)
     if level == previous:
         return None
     return ChurnChange(previous_level=previous, level=level, score=score, p_alive=alive)

@@ -22,7 +22,7 @@ from itertools import pairwise
 from typing import Any
 
 from streams.domain.history import purchase_history
-from streams.domain.state import CustomerState, PendingFollowUp
+from streams.domain.state import CustomerState, Order, PendingFollowUp
 
 TOP_TIERS = ("gold", "platinum")
 DONE_MEMORY = timedelta(days=120)  # longer than any due date stays relevant
@@ -180,8 +180,7 @@ def _cap_frees_at(state: CustomerState, at: datetime, rules: FollowUpRules) -> d
 def _candidates(state: CustomerState, at: datetime, facts: ValueFacts,
                 rules: FollowUpRules) -> list[tuple[str, datetime, str]]:
     found: list[tuple[str, datetime, str]] = []
-    live = sorted((o for o in state.orders.values() if not o.cancelled),
-                  key=lambda o: o.placed_at)
+    live = _live_orders(state)
     history = purchase_history(state)
     if len(live) == 1 and not _ticket_opened_since(state, live[0].placed_at):
         found.append(("first_order_check_in", live[0].placed_at + rules.check_in_after, "first"))
@@ -218,8 +217,7 @@ def _holds(state: CustomerState, pending: PendingFollowUp, at: datetime,
            rules: FollowUpRules) -> bool:
     """Does the reason's condition still hold at ``at``?"""
     reason, subject = pending.reason, pending.subject
-    live = sorted((o for o in state.orders.values() if not o.cancelled),
-                  key=lambda o: o.placed_at)
+    live = _live_orders(state)
     if reason == "first_order_check_in":
         return len(live) == 1 and not _ticket_opened_since(state, live[0].placed_at)
     if reason == "reorder_due":
@@ -236,6 +234,12 @@ def _holds(state: CustomerState, pending: PendingFollowUp, at: datetime,
     if reason == "warm_lead":
         return _warm(state, at, rules)
     return state.value_tier == "platinum"  # vip_thank_you
+
+
+def _live_orders(state: CustomerState) -> list[Order]:
+    """Non-cancelled orders, oldest first."""
+    return sorted((o for o in state.orders.values() if not o.cancelled),
+                  key=lambda o: o.placed_at)
 
 
 def _overdue_at(ticket: Any, rules: FollowUpRules) -> datetime:

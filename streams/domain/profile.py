@@ -147,7 +147,7 @@ def _purchase_statistics(history: PurchaseHistory | None, as_of: datetime) -> di
 
 def _predictive(state: CustomerState, history: PurchaseHistory | None, as_of: datetime,
                 margin_rate: Decimal | None, rules: Rules, params: ModelParams) -> dict[str, Any]:
-    level, churn, _ = current_churn(state, as_of, params, rules.churn)
+    level, churn, _ = current_churn(state, as_of, params, rules.churn, history)
     block: dict[str, Any] = {
         "p_alive": None,
         "expected_purchases_90d": None,
