@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import faust
@@ -107,17 +107,22 @@ async def on_message(message: Message) -> None:
     stored = customers.get(decoded.customer_id)
     state = load_state(stored) if stored else None
     before = Before.of(state)
+    # Work that fell due before this event is done first, as the clock would have done it
+    # (time has microsecond resolution: work due at the event's own moment comes after it).
+    before_event = min(decoded.occurred_at - timedelta(microseconds=1), now)
+    decisions = catch_up(state, before_event, now) if state else Decisions()
     result = apply_event(state, decoded, source, now, rules)
     EVENTS.labels(topic, decoded.type, result.outcome).inc()
     if result.unparked:
         PARKED_RESOLVED.labels("applied").inc(result.unparked)
-    if result.changed:
-        state = result.state
-        assert state is not None
-        decisions = Decisions()
-        if state.has_profile:
-            at = decision_time(state, decoded.occurred_at, now)
-            decisions = decide(state, at, now, trigger=decoded.event_id)
+    state = result.state if result.changed else state
+    if result.changed and state is not None and state.has_profile:
+        at = decision_time(state, decoded.occurred_at, now)
+        decisions += decide(state, at, now, trigger=decoded.event_id)
+    if state is not None:
+        # ... and what is due by now is done now, not left to wait for the next tick.
+        decisions += catch_up(state, now, now)
+    if state is not None and (result.changed or decisions.handled):
         await save(before, state, message.partition, decisions, now, erased=result.erased)
     elif result.outcome == "duplicate" and stored is not None:
         # Re-write what is stored: after a crash, local state can be ahead of the changelog.
@@ -137,21 +142,25 @@ async def on_tick(partition: int) -> None:
         before = Before.of(state)
         if before.deadline is None or before.deadline > now:
             continue  # a stale entry: the deadline moved
-        # Catch up in order, each decision at its own due time, as if the clock had ticked
-        # through every moment (a replay, an outage, a tick interval).
-        decisions = Decisions()
-        expired: list[Rejected] = []
-        handled: datetime | None = None
-        while (due := next_deadline(state)) is not None and due <= now:
-            if due == handled:  # a deadline that does not move would spin for ever
-                log.error("deadline %s of customer %s did not move; skipped", due, customer_id)
-                break
-            handled = due
-            expired += expire_parked(state, due)
-            decisions += decide(state, due, now, trigger=f"due:{timestamp(due)}")
-        PARKED_RESOLVED.labels("expired").inc(len(expired))
-        await save(before, state, partition, decisions, now)
-        await emit_dead_letters(expired)
+        await save(before, state, partition, catch_up(state, now, now), now)
+
+
+def catch_up(state: CustomerState, until: datetime, now: datetime) -> Decisions:
+    """The time-driven work due up to ``until``, in order, each decision at its own due
+    time, as if the clock had ticked through every moment (a replay, an outage, a tick
+    interval)."""
+    decisions = Decisions()
+    handled: datetime | None = None
+    while (due := next_deadline(state)) is not None and due <= until:
+        if due == handled:  # a deadline that does not move would spin for ever
+            log.error("deadline %s of customer %s did not move; skipped", due,
+                      state.customer_id)
+            break
+        handled = due
+        decisions.handled += 1
+        decisions.expired += expire_parked(state, due)
+        decisions += decide(state, due, now, trigger=f"due:{timestamp(due)}")
+    return decisions
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,12 +185,16 @@ class Decisions:
     churn_events: list[bytes] = field(default_factory=list)
     follow_up_events: list[bytes] = field(default_factory=list)
     dropped: list[Dropped] = field(default_factory=list)
+    expired: list[Rejected] = field(default_factory=list)  # parked events whose time ran out
+    handled: int = 0  # deadlines handled
 
     def __iadd__(self, later: Decisions) -> Decisions:
         self.profile = later.profile or self.profile
         self.churn_events += later.churn_events
         self.follow_up_events += later.follow_up_events
         self.dropped += later.dropped
+        self.expired += later.expired
+        self.handled += later.handled
         return self
 
 
@@ -214,6 +227,9 @@ async def save(before: Before, state: CustomerState, partition: int, decisions: 
     customers[state.customer_id] = dump_state(state)
     for item in decisions.dropped:
         FOLLOW_UPS_DROPPED.labels(item.reason, item.cause).inc()
+    if decisions.expired:
+        PARKED_RESOLVED.labels("expired").inc(len(decisions.expired))
+        await emit_dead_letters(decisions.expired)
     count_levels(before, state, partition)
     if erased:
         await customer_value.send(key=state.customer_id.encode(), value=None)

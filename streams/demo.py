@@ -26,7 +26,7 @@ SKUS = [("mug", "12.50", "4.10"), ("tea-100g", "8.90", None), ("teapot", "39.00"
         ("gift-box", "24.99", "9.75"), ("sampler", "17.45", None)]
 
 
-@dataclass
+@dataclass(slots=True)
 class DemoCustomer:
     customer_id: str
     loyal: bool
@@ -41,10 +41,11 @@ Message = tuple[str, bytes | None, bytes]  # topic (without prefix), key, value
 
 class DemoTraffic:
     def __init__(self, customers: int, seed: int, start: datetime,
-                 mean_gap_seconds: float = 30.0) -> None:
+                 mean_gap_seconds: float = 30.0, malformed: float = 0.01) -> None:
         self.random = random.Random(seed)
         self.now = start
         self.mean_gap = mean_gap_seconds
+        self.malformed = malformed  # the share of messages that are broken on purpose
         self.run = f"{int(start.timestamp()):x}"  # ids differ between runs
         self.counter = 0
         self.customers = [
@@ -55,13 +56,24 @@ class DemoTraffic:
     def messages(self, count: int) -> Iterator[Message]:
         for _ in range(count):
             self.now += timedelta(seconds=self.random.expovariate(1 / self.mean_gap))
-            customer = self.random.choice(self.customers)
-            if self.random.random() < 0.01:
-                yield self._malformed(customer)
-            else:
-                event = self._event(customer)
-                key = customer.customer_id.encode()
-                yield TOPIC_OF_TYPE[event["type"]], key, orjson.dumps(event)
+            yield self.next_message()
+
+    def next_message(self) -> Message:
+        """One message of a random customer, happening at ``self.now``."""
+        customer = self.random.choice(self.customers)
+        if self.random.random() < self.malformed:
+            return self._malformed(customer)
+        return self._encode(customer, self._event(customer))
+
+    def introductions(self) -> Iterator[Message]:
+        """One valid event, at ``self.now``, for each customer who has none yet."""
+        for customer in self.customers:
+            if not (customer.orders or customer.tickets or customer.messages):
+                yield self._encode(customer, self._event(customer))
+
+    @staticmethod
+    def _encode(customer: DemoCustomer, event: dict[str, Any]) -> Message:
+        return TOPIC_OF_TYPE[event["type"]], customer.customer_id.encode(), orjson.dumps(event)
 
     def _base(self, customer: DemoCustomer, event_type: str, **fields: Any) -> dict[str, Any]:
         self.counter += 1

@@ -116,6 +116,9 @@ EXPECTED = sorted([
     ("hal", "ticket_follow_up", iso(at(7, 9.5))),
     ("hal", "reorder_due", iso(at(14, 9.5))),  # deferred by the cap
     ("ivy", "ticket_follow_up", iso(at(3, 10))),  # and none for t2: cool-down
+    # Jo's first-order check-in fell due before the second order: the worker does the due
+    # work before the event that comes after it, as a live clock would have.
+    ("jo", "first_order_check_in", iso(at(-393, 10))),
     ("jo", "vip_thank_you", iso(at(-390, 10))),
     ("jo", "win_back", iso(JO_HIGH)),
     ("kim", "warm_lead", iso(at(5, 10))),

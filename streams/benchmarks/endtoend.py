@@ -1,0 +1,424 @@
+"""``make bench``: valuestream end to end, against what a bare Python consumer can do.
+
+One run on one machine, so the ratios compare like with like:
+
+1. a realistic event mix (``streams.demo``: orders with amendments, cancellations, refunds
+   and late payments, tickets, many email events, 1% malformed) of N events over C customers
+   is loaded into the input topics of a fresh namespace before any clock starts;
+2. **baseline**: an aiokafka consumer drains the same topics and decodes every value with
+   orjson, nothing else: the ceiling for a Python consumer here;
+3. **throughput**: one worker processes them; timed from the moment it has its partitions
+   until every event is applied and every output it emitted is in Kafka; peak RSS; bytes
+   of local state on disk;
+4. **latency**: the same worker is offered half its measured rate for a while, each event
+   stamped with ``occurred_at`` = the moment it is sent; an event's latency ends when the
+   customer's snapshot with that ``updated_at`` (or the event's dead letter) is readable;
+5. **scaling**: steps 1 to 3 again with 10,000 and with 1,000,000 customers;
+6. **recovery**: the 1,000,000-customer run is topped up so that every customer has state;
+   the worker is stopped, its local state deleted, and a new worker started: timed from
+   its launch until it has restored its tables from the changelogs and processed an event.
+
+    python -m streams.benchmarks.endtoend [--events N] [--customers C] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from kafka import KafkaConsumer
+from kafka import TopicPartition as SyncTopicPartition
+
+from streams.benchmarks.harness import BenchError, BenchWorker, Namespace
+from streams.demo import DemoTraffic
+from streams.topics import CHURN_RISK, CUSTOMER_VALUE, DEAD_LETTERS, FOLLOW_UPS, INPUT_TOPICS
+
+OUTPUTS = (CUSTOMER_VALUE, CHURN_RISK, FOLLOW_UPS, DEAD_LETTERS)
+SEED = 42
+
+
+@dataclass
+class Throughput:
+    customers: int
+    events: int
+    start_up_s: float  # launch until partitions assigned (not in events_per_s)
+    seconds: float  # partitions assigned until all applied and every output in Kafka
+    events_per_s: float
+    outputs: int
+    peak_rss_bytes: int
+    state_bytes: int
+
+
+@dataclass
+class Latency:
+    offered_per_s: float
+    sent: int
+    resolved: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+@dataclass
+class Recovery:
+    customers: int
+    changelog_records: int
+    seconds: float  # launch of the new worker until its first event is processed
+
+
+def traffic_for(customers: int, events: int) -> DemoTraffic:
+    """A history of ``events`` events ending about now (wall clock), 30 s apart on average."""
+    start = datetime.now(UTC) - timedelta(seconds=30 * events)
+    return DemoTraffic(customers, SEED, start)
+
+
+async def drain(ns: Namespace, expected: int) -> float:
+    """The bare-consumer baseline: read and orjson-decode ``expected`` input messages."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=ns.settings.bootstrap_servers,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(ns.topic(t), p) for t in INPUT_TOPICS
+                         for p in range(ns.settings.partitions)])
+        started = time.monotonic()
+        seen = 0
+        while seen < expected:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for records in batches.values():
+                for record in records:
+                    try:  # noqa: SIM105 (suppress() would cost a context manager per record)
+                        orjson.loads(record.value)
+                    except orjson.JSONDecodeError:
+                        pass
+                seen += sum(map(len, batches.values()))
+        return time.monotonic() - started
+    finally:
+        await consumer.stop()
+
+
+def written(ns: Namespace, admin: KafkaConsumer) -> int:
+    """Records in the namespace's output topics (end offsets; nothing is compacted yet)."""
+    tps = [SyncTopicPartition(ns.topic(t), p) for t in OUTPUTS
+           for p in range(ns.settings.partitions)]
+    return sum(admin.end_offsets(tps).values())
+
+
+def emitted(worker: BenchWorker, ns: Namespace) -> float:
+    metrics = worker.metrics()
+    return sum(metrics.get(f"valuestream_emitted_total{{topic={ns.topic(t)}}}", 0.0)
+               for t in OUTPUTS)
+
+
+def process_all(ns: Namespace, events: int, customers: int, log_dir: Path
+                ) -> tuple[BenchWorker, Throughput]:
+    """Start a worker on loaded topics; time it until all is applied and flushed."""
+    offsets = KafkaConsumer(bootstrap_servers=ns.settings.bootstrap_servers.split(","))
+    worker = BenchWorker(ns, log_dir)
+    assigned = worker.wait(worker.active, 300, "the worker to get its partitions")
+
+    def finished() -> bool:
+        if worker.metric("valuestream_events_total") < events:
+            return False
+        return written(ns, offsets) >= emitted(worker, ns)
+
+    done = wait_slowly(worker, finished, "every event to be applied and flushed")
+    offsets.close()
+    seconds = done - assigned
+    return worker, Throughput(
+        customers=customers, events=events, start_up_s=round(assigned - worker.started, 2),
+        seconds=round(seconds, 2), events_per_s=round(events / seconds, 1),
+        outputs=int(emitted(worker, ns)), peak_rss_bytes=worker.peak_rss_bytes(),
+        state_bytes=ns.disk_bytes())
+
+
+def wait_slowly(worker: BenchWorker, condition: Any, what: str) -> float:
+    """Wait up to two hours, polling twice a second (each poll is a metrics scrape)."""
+    deadline = time.monotonic() + 7200
+    while not condition():
+        worker.alive()
+        if time.monotonic() > deadline:
+            raise BenchError(f"benchmark: timed out waiting for {what}")
+        time.sleep(0.5)
+    return time.monotonic()
+
+
+async def offered_load(ns: Namespace, traffic: DemoTraffic, rate: float, seconds: float
+                       ) -> Latency:
+    """Send valid events at ``rate`` per second, stamped with the moment of sending, and
+    time each until its customer's snapshot (or its dead letter) can be read."""
+    servers = ns.settings.bootstrap_servers
+    producer = AIOKafkaProducer(bootstrap_servers=servers, linger_ms=1)
+    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
+    await producer.start()
+    await consumer.start()
+    tps = [TopicPartition(ns.topic(t), p) for t in (CUSTOMER_VALUE, DEAD_LETTERS)
+           for p in range(ns.settings.partitions)]
+    consumer.assign(tps)
+    await consumer.seek_to_end(*tps)
+    for tp in tps:
+        await consumer.position(tp)
+    pending: dict[str, list[datetime]] = defaultdict(list)
+    latencies: list[float] = []
+    total = int(rate * seconds)
+    traffic.malformed = 0.0
+
+    async def send() -> None:
+        began = time.monotonic()
+        sent = 0
+        while sent < total:
+            due = min(total, int((time.monotonic() - began) * rate) + 1)
+            for _ in range(due - sent):
+                traffic.now = datetime.now(UTC)
+                topic, key, value = traffic.next_message()
+                assert key is not None
+                pending[key.decode()].append(traffic.now)
+                await producer.send(ns.topic(topic), value, key=key)
+            sent = due
+            await asyncio.sleep(0.002)
+
+    def resolve(customer: str, up_to: datetime, only: datetime | None = None) -> None:
+        now = datetime.now(UTC)
+        waiting = pending.get(customer, [])
+        done = [t for t in waiting if (t == only if only else t <= up_to)]
+        for moment in done:
+            waiting.remove(moment)
+            latencies.append((now - moment).total_seconds() * 1000)
+
+    async def receive(sending: asyncio.Task[None]) -> None:
+        quiet_until: float | None = None
+        while quiet_until is None or time.monotonic() < quiet_until:
+            if sending.done() and quiet_until is None:
+                quiet_until = time.monotonic() + 30
+            if sending.done() and not any(pending.values()):
+                return
+            batches = await consumer.getmany(timeout_ms=20)
+            for records in batches.values():
+                for record in records:
+                    if record.value is None:
+                        continue
+                    body = orjson.loads(record.value)
+                    if "error" in body:  # a dead letter: the event it carries is done
+                        event = orjson.loads(body["value"])
+                        moment = datetime.fromisoformat(event["occurred_at"])
+                        resolve(event["customer_id"], moment, only=moment)
+                    else:
+                        resolve(body["customer_id"], datetime.fromisoformat(body["updated_at"]))
+
+    try:
+        sending = asyncio.create_task(send())
+        await receive(sending)
+        await sending
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    values = np.array(latencies) if latencies else np.array([float("nan")])
+    return Latency(offered_per_s=round(rate, 1), sent=total, resolved=len(latencies),
+                   p50_ms=round(float(np.percentile(values, 50)), 1),
+                   p99_ms=round(float(np.percentile(values, 99)), 1),
+                   max_ms=round(float(values.max()), 1))
+
+
+def recover(ns: Namespace, traffic: DemoTraffic, worker: BenchWorker, log_dir: Path
+            ) -> Recovery:
+    """Give every customer state, then time a new worker restoring it from the changelogs."""
+    traffic.now = datetime.now(UTC) - timedelta(hours=1)
+    before = worker.metric("valuestream_events_total")
+    topped_up = ns.load(traffic.introductions())
+    wait_slowly(worker, lambda: worker.metric("valuestream_events_total") >= before + topped_up,
+                "the top-up events to be applied")
+    # The customer gauge is refreshed every 5 s: wait until it holds still.
+    customers = wait_for_customer_count(worker, lambda n: n == len(traffic.customers))
+    worker.stop()
+    records = changelog_records(ns)
+    ns.delete_local_state()
+    recovering = BenchWorker(ns, log_dir)
+    traffic.now = datetime.now(UTC)
+    ns.load([traffic.next_message()])
+    done = wait_slowly(recovering, lambda: recovering.metric("valuestream_events_total") >= 1,
+                       "the new worker to recover and process an event")
+    seconds = done - recovering.started
+    wait_for_customer_count(recovering, lambda n: n >= customers)
+    recovering.stop()
+    return Recovery(customers=int(customers), changelog_records=records,
+                    seconds=round(seconds, 2))
+
+
+def wait_for_customer_count(worker: BenchWorker, good: Any) -> float:
+    count = 0.0
+
+    def counted() -> bool:
+        nonlocal count
+        count = worker.metric("valuestream_customers")
+        return bool(good(count))
+
+    try:
+        worker.wait(counted, 120, "the customer count")
+    except BenchError:
+        raise BenchError(f"benchmark: the worker counts {count:.0f} customers") from None
+    return count
+
+
+def changelog_records(ns: Namespace) -> int:
+    consumer = KafkaConsumer(bootstrap_servers=ns.settings.bootstrap_servers.split(","))
+    tps = [SyncTopicPartition(f"{ns.settings.app_id}-customers-changelog", p)
+           for p in range(ns.settings.partitions)]
+    ends, starts = consumer.end_offsets(tps), consumer.beginning_offsets(tps)
+    consumer.close()
+    return sum(ends[tp] - starts[tp] for tp in tps)
+
+
+def machine() -> dict[str, Any]:
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    memory = next((int(line.split()[1]) * 1024 for line in
+                   Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal:")), 0)
+    return {"cpus": os.cpu_count(), "cpu": cpu, "memory_bytes": memory,
+            "python": platform.python_version(), "system": platform.platform(terse=True),
+            "date": datetime.now(UTC).date().isoformat()}
+
+
+def mib(n: float) -> str:
+    return f"{n / 2**20:,.0f} MiB"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    base = results["baseline"]
+    main = results["throughput"]
+    lines = [
+        f"valuestream benchmark, {m['date']}: {m['cpus']} CPUs ({m['cpu']}), "
+        f"{mib(m['memory_bytes'])}, Python {m['python']}, {m['system']}",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| events, customers | {main['events']:,}, {main['customers']:,} |",
+        f"| bare aiokafka consumer + orjson (baseline) | {base['events_per_s']:,.0f} events/s |",
+        f"| valuestream, one worker, end to end | {main['events_per_s']:,.0f} events/s "
+        f"({main['seconds']} s; start-up {main['start_up_s']} s not counted) |",
+        f"| ratio to the baseline | {results['ratio_to_baseline']:.2f} |",
+        f"| peak RSS | {mib(main['peak_rss_bytes'])} |",
+        f"| state on disk | {mib(main['state_bytes'])} |",
+        f"| outputs written | {main['outputs']:,} |",
+    ]
+    if lat := results.get("latency"):
+        lines += [
+            f"| latency at {lat['offered_per_s']:,.0f} events/s offered (half the maximum): "
+            f"p50 / p99 / max | {lat['p50_ms']} / {lat['p99_ms']} / {lat['max_ms']} ms "
+            f"({lat['resolved']:,} of {lat['sent']:,} events) |"]
+    if scale := results.get("scaling"):
+        small, large = scale["runs"]
+        lines += [
+            f"| {small['customers']:,} customers | {small['events_per_s']:,.0f} events/s, "
+            f"peak RSS {mib(small['peak_rss_bytes'])}, state {mib(small['state_bytes'])} |",
+            f"| {large['customers']:,} customers | {large['events_per_s']:,.0f} events/s, "
+            f"peak RSS {mib(large['peak_rss_bytes'])}, state {mib(large['state_bytes'])} |",
+            f"| scaling: throughput ratio, RSS ratio | {scale['throughput_ratio']:.2f}, "
+            f"{scale['rss_ratio']:.2f} |"]
+    if rec := results.get("recovery"):
+        lines += [f"| recovery of {rec['customers']:,} customers "
+                  f"({rec['changelog_records']:,} changelog records) | {rec['seconds']} s |"]
+    return "\n".join(lines) + "\n"
+
+
+def measure(root: Path, events: int, customers: int, keep: bool = False
+            ) -> tuple[Namespace, DemoTraffic, BenchWorker | None, Throughput, float]:
+    """Load, run the baseline, run one worker. The worker is stopped unless ``keep``."""
+    ns = Namespace(root)
+    traffic = traffic_for(customers, events)
+    say(f"loading {events:,} events over {customers:,} customers ...")
+    loaded = ns.load(traffic.messages(events))
+    baseline_s = asyncio.run(drain(ns, loaded))
+    say(f"  baseline: {loaded / baseline_s:,.0f} events/s")
+    worker, result = process_all(ns, loaded, customers, root)
+    say(f"  valuestream: {result.events_per_s:,.0f} events/s, peak RSS "
+        f"{mib(result.peak_rss_bytes)}, state {mib(result.state_bytes)}")
+    if not keep:
+        worker.stop()
+        ns.delete_local_state()
+        return ns, traffic, None, result, loaded / baseline_s
+    return ns, traffic, worker, result, loaded / baseline_s
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="make bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=500_000)
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--scale", type=int, nargs=2, default=(10_000, 1_000_000),
+                        metavar=("SMALL", "LARGE"), help="customers of the scaling runs")
+    parser.add_argument("--latency-seconds", type=float, default=60.0)
+    parser.add_argument("--skip", choices=("latency", "scaling", "recovery"), nargs="*",
+                        default=[], help="leave these measures out")
+    parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    args = parser.parse_args(argv)
+    if args.events < 1 or args.customers < 1 or min(args.scale) < 1:
+        parser.error("--events, --customers and --scale must be positive")
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = arguments(argv)
+    results: dict[str, Any] = {"machine": machine()}
+    with tempfile.TemporaryDirectory(prefix="valuestream-bench-") as tmp:
+        root = Path(tmp)
+        ns, traffic, worker, main_run, baseline = measure(
+            root, args.events, args.customers, keep=True)
+        assert worker is not None
+        results["baseline"] = {"events_per_s": round(baseline, 1)}
+        results["throughput"] = asdict(main_run)
+        results["ratio_to_baseline"] = round(main_run.events_per_s / baseline, 3)
+        if "latency" not in args.skip:
+            rate = main_run.events_per_s / 2
+            say(f"latency at {rate:,.0f} events/s for {args.latency_seconds:.0f} s ...")
+            results["latency"] = asdict(asyncio.run(
+                offered_load(ns, traffic, rate, args.latency_seconds)))
+        worker.stop()
+        ns.delete_local_state()
+        if "scaling" not in args.skip or "recovery" not in args.skip:
+            small, large = sorted(args.scale)
+            runs = []
+            if "scaling" not in args.skip:
+                runs.append(measure(root, args.events, small)[3])
+            keep = "recovery" not in args.skip
+            ns, traffic, worker, large_run, _ = measure(root, args.events, large, keep=keep)
+            runs.append(large_run)
+            if len(runs) == 2:
+                results["scaling"] = {
+                    "runs": [asdict(r) for r in runs],
+                    "throughput_ratio": round(runs[1].events_per_s / runs[0].events_per_s, 3),
+                    "rss_ratio": round(runs[1].peak_rss_bytes / runs[0].peak_rss_bytes, 3)}
+            if worker is not None:
+                say(f"recovery of {large:,} customers ...")
+                results["recovery"] = asdict(recover(ns, traffic, worker, root))
+                ns.delete_local_state()
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    table = markdown(results)
+    (args.out / f"bench-{stamp}.json").write_bytes(
+        orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    (args.out / f"bench-{stamp}.md").write_text(table)
+    print(table)
+    say(f"written to {args.out}/bench-{stamp}.json and .md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
