@@ -140,9 +140,12 @@ async def on_tick(partition: int) -> None:
             continue
         state = load_state(stored)
         before = Before.of(state)
-        if before.deadline is None or before.deadline > now:
-            continue  # a stale entry: the deadline moved
-        await save(before, state, partition, catch_up(state, now, now), now)
+        if before.deadline is None:
+            continue  # nothing is due any more
+        if before.deadline > now:  # the deadline moved later: the entry moves with it
+            due_index.add(partition, customer_id, before.deadline, now)
+            continue
+        await save(before, state, partition, catch_up(state, now, now), now, indexed=False)
 
 
 def catch_up(state: CustomerState, until: datetime, now: datetime) -> Decisions:
@@ -222,8 +225,13 @@ def decide(state: CustomerState, at: datetime, now: datetime, trigger: str) -> D
 
 
 async def save(before: Before, state: CustomerState, partition: int, decisions: Decisions,
-               now: datetime, erased: bool = False) -> None:
-    """Store the state, emit what changed and schedule what comes next."""
+               now: datetime, erased: bool = False, indexed: bool = True) -> None:
+    """Store the state, emit what changed and schedule what comes next.
+
+    ``indexed``: the due index still holds an entry at or before ``before.deadline``. A
+    deadline that moved later then needs no new entry: the earlier one fires, finds the
+    deadline not yet due and moves it (``on_tick``). Most events move the next churn check
+    later, so this saves an index write per event."""
     customers[state.customer_id] = dump_state(state)
     for item in decisions.dropped:
         FOLLOW_UPS_DROPPED.labels(item.reason, item.cause).inc()
@@ -248,7 +256,8 @@ async def save(before: Before, state: CustomerState, partition: int, decisions: 
         await follow_ups.send(key=key, value=event)
         EMITTED.labels(follow_ups.get_topic_name(), "follow_up_due").inc()
     deadline = next_deadline(state)
-    if deadline is not None and deadline != before.deadline:
+    if deadline is not None and (not indexed or before.deadline is None
+                                 or deadline < before.deadline):
         due_index.add(partition, state.customer_id, deadline, now)
 
 

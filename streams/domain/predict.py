@@ -19,9 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from streams.domain.btyd import (
+    NbdParams,
     gamma_gamma_expected_value,
     mbgnbd_expected_purchases,
     mbgnbd_p_alive,
@@ -61,17 +63,28 @@ class Prediction:
     value_tier: str
 
 
+# The model formulas take whole days (x, t_x, age), so customers share arguments: one
+# evaluation each, remembered (a few hundred thousand entries are a few tens of MB).
+@lru_cache(maxsize=200_000)
+def _p_alive(params: NbdParams, x: int, t_x: int, age: int) -> float:
+    return float(mbgnbd_p_alive(params, x, t_x, age))
+
+
+@lru_cache(maxsize=200_000)
+def _expected_purchases(params: NbdParams, x: int, t_x: int, age: int) -> tuple[float, float]:
+    in_90, in_365 = mbgnbd_expected_purchases(params, [90, 365], x, t_x, age)
+    return float(in_90), float(in_365)
+
+
 def p_alive(history: PurchaseHistory, as_of: datetime, params: ModelParams) -> float:
-    return float(mbgnbd_p_alive(params.mbgnbd, history.frequency, history.recency_days,
-                                history.age_days(as_of)))
+    return _p_alive(params.mbgnbd, history.frequency, history.recency_days,
+                    history.age_days(as_of))
 
 
 def predict(history: PurchaseHistory, as_of: datetime, margin_rate: Decimal,
             params: ModelParams) -> Prediction:
     x, t_x, age = history.frequency, history.recency_days, history.age_days(as_of)
-    purchases_90, purchases_365 = (
-        float(v) for v in mbgnbd_expected_purchases(params.mbgnbd, [90, 365], x, t_x, age)
-    )
+    purchases_90, purchases_365 = _expected_purchases(params.mbgnbd, x, t_x, age)
     order_value = float(gamma_gamma_expected_value(params.gamma_gamma, x,
                                                    float(history.monetary_value)))
     clv = purchases_365 * order_value * float(margin_rate)
