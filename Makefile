@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv run test lint kafka-up kafka-down schemas clean
+.PHONY: venv run test bench lint kafka-up kafka-down schemas clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ run: venv
 test: venv
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# The end-to-end benchmark (docs/benchmarks.md); BENCH_ARGS="--events 50000" for a short run.
+bench: venv
+	@servers=$${KAFKA_BOOTSTRAP_SERVERS:-$$(deploy/kafka/kafka.sh up)} && [ -n "$$servers" ] && \
+		KAFKA_BOOTSTRAP_SERVERS=$$servers $(BIN)/python -m streams.benchmarks.endtoend $(BENCH_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

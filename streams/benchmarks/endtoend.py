@@ -42,7 +42,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from kafka import KafkaConsumer
 from kafka import TopicPartition as SyncTopicPartition
 
-from streams.benchmarks.harness import BenchError, BenchWorker, Namespace
+from streams.benchmarks.harness import BenchError, BenchWorker, Namespace, total
 from streams.decode import Invalid, decode
 from streams.demo import DemoTraffic, Message
 from streams.domain.apply import apply_event
@@ -147,9 +147,8 @@ def written(ns: Namespace, admin: KafkaConsumer) -> int:
 
 
 def emitted(worker: BenchWorker, ns: Namespace) -> float:
-    metrics = worker.metrics()
-    return sum(metrics.get(f"valuestream_emitted_total{{topic={ns.topic(t)}}}", 0.0)
-               for t in OUTPUTS)
+    samples = worker.samples()
+    return sum(total(samples, "valuestream_emitted_total", topic=ns.topic(t)) for t in OUTPUTS)
 
 
 def process_all(ns: Namespace, events: int, customers: int, log_dir: Path

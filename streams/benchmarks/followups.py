@@ -10,29 +10,21 @@ that month (two orders g days apart, g from 7 to 37, the second on day 0: remind
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
-from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.events import TOPIC_OF_TYPE
-from streams.publish import open_producer
-from streams.settings import Settings
+from streams.benchmarks.harness import BenchWorker, Namespace
+from streams.demo import Message
 
 DAY0 = datetime(2026, 3, 1, tzinfo=UTC)
-Message = tuple[str, bytes, bytes]
 
 
 def _event(kind: str, customer: str, moment: datetime, **fields: object) -> Message:
@@ -65,67 +57,33 @@ def replay(m: int) -> Iterator[Message]:
                      message_id=f"m{k}")
 
 
-class BenchWorker:
-    def __init__(self, root: Path) -> None:
-        self.prefix = f"bench{uuid.uuid4().hex[:8]}"
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.env = {**os.environ, "VALUESTREAM_TOPIC_PREFIX": f"{self.prefix}-",
-                    "VALUESTREAM_APP_ID": self.prefix, "VALUESTREAM_CLOCK": "event",
-                    "VALUESTREAM_DATA_DIR": str(root / self.prefix),
-                    "VALUESTREAM_WEB_PORT": str(self.port), "VALUESTREAM_LOG_LEVEL": "warning"}
-        self.settings = Settings.from_env(self.env)
-        self.log = (root / f"{self.prefix}.log").open("wb")
-        self.process = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"],
-                                        env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        self.wait(lambda: self.metric("valuestream_ticks_total") > 0, 120)
+def start_worker(root: Path) -> tuple[Namespace, BenchWorker]:
+    """A worker on the event clock, of a fresh namespace, once it has ticked."""
+    ns = Namespace(root, clock="event")
+    worker = BenchWorker(ns, root)
+    worker.wait(lambda: worker.metric("valuestream_ticks_total") > 0, 120, "the first tick")
+    return ns, worker
 
-    def metric(self, name: str, **labels: str) -> float:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
-                text = r.read().decode()
-        except OSError:
-            return 0.0
-        return sum(s.value for f in text_string_to_metric_families(text)
-                   for s in f.samples
-                   if s.name == name and labels.items() <= s.labels.items())
 
-    def wait(self, condition: object, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():  # type: ignore[operator]
-            if self.process.poll() is not None:
-                raise SystemExit(f"benchmark: the worker exited, see {self.log.name}")
-            if time.monotonic() > deadline:
-                raise SystemExit("benchmark: the worker did not get there in time")
-            time.sleep(0.2)
+def send(ns: Namespace, worker: BenchWorker, messages: Iterator[Message]) -> float:
+    """Send and wait until all are processed; return the seconds it took."""
+    before = worker.metric("valuestream_events_total")
+    started = time.monotonic()
+    count = ns.load(messages)
+    worker.wait(lambda: worker.metric("valuestream_events_total") >= before + count, 3600,
+                "the events to be processed")
+    return time.monotonic() - started
 
-    def send(self, messages: Iterator[Message]) -> float:
-        """Send and wait until all are processed; return the seconds it took."""
-        before = self.metric("valuestream_events_total")
-        producer = open_producer(self.settings)
-        started = time.monotonic()
-        count = 0
-        for topic, key, value in messages:
-            producer.send(self.settings.topic(topic), key=key, value=value)
-            count += 1
-        producer.flush()
-        self.wait(lambda: self.metric("valuestream_events_total") >= before + count, 3600)
-        return time.monotonic() - started
 
-    def settle(self, name: str, quiet: float = 5.0, **labels: str) -> float:
-        """Wait until a counter has not moved for ``quiet`` seconds; return its value."""
-        value, since = self.metric(name, **labels), time.monotonic()
-        while time.monotonic() - since < quiet:
-            time.sleep(0.5)
-            latest = self.metric(name, **labels)
-            if latest != value:
-                value, since = latest, time.monotonic()
-        return value
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=60)
+def settle(worker: BenchWorker, name: str, quiet: float = 5.0, **labels: str) -> float:
+    """Wait until a counter has not moved for ``quiet`` seconds; return its value."""
+    value, since = worker.metric(name, **labels), time.monotonic()
+    while time.monotonic() - since < quiet:
+        time.sleep(0.5)
+        latest = worker.metric(name, **labels)
+        if latest != value:
+            value, since = latest, time.monotonic()
+    return value
 
 
 def handled(worker: BenchWorker) -> tuple[float, float]:
@@ -141,19 +99,19 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name, load in (("no customers", None), (f"{n} idle customers", idle_customers),
                            (f"{n} reminders falling due", pending_customers)):
-            worker = BenchWorker(Path(tmp))
-            load_s = worker.send(load(n)) if load else 0.0
+            ns, worker = start_worker(Path(tmp))
+            load_s = send(ns, worker, load(n)) if load else 0.0
             before = handled(worker)
             started = time.monotonic()
-            worker.send(replay(m))
+            send(ns, worker, replay(m))
             # ... and until what fell due during the replay has been handled too.
-            worker.settle("valuestream_follow_ups_dropped_total")
-            worker.settle("valuestream_emitted_total", kind="follow_up_due")
+            settle(worker, "valuestream_follow_ups_dropped_total")
+            settle(worker, "valuestream_emitted_total", kind="follow_up_due")
             replay_s = time.monotonic() - started - 10.0  # less the two quiet periods
             fired, dropped = (a - b for a, b in zip(handled(worker), before, strict=True))
             expired = worker.metric("valuestream_follow_ups_dropped_total", cause="expired")
             worker.stop()
-            shutil.rmtree(Path(tmp) / worker.prefix, ignore_errors=True)
+            ns.delete_local_state()
             rows.append((name, replay_s, m / replay_s, fired, dropped, expired))
             print(f"{name}: load {load_s:.1f} s; replay of {m} events and its due work "
                   f"{replay_s:.1f} s ({m / replay_s:.0f} events/s); follow-ups fired {fired:.0f},"

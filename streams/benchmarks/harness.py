@@ -21,10 +21,17 @@ from pathlib import Path
 import orjson
 from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from streams.demo import Message
 from streams.settings import Settings
 from streams.topics import ensure_topics
+
+
+def total(samples: list[Sample], name: str, **labels: str) -> float:
+    """The sum of the samples of ``name`` that carry all of ``labels``."""
+    return sum(s.value for s in samples
+               if s.name == name and labels.items() <= s.labels.items())
 
 
 class BenchError(SystemExit):
@@ -112,24 +119,16 @@ class BenchWorker:
         except OSError:
             return 0, b""
 
-    def metrics(self) -> dict[str, float]:
-        """valuestream_* samples, summed over their labels, plus ``name{label=value}`` sums
-        for the labels ``kind`` and ``topic``."""
+    def samples(self) -> list[Sample]:
+        """One scrape of the worker's /metrics (empty while it does not answer)."""
         status, body = self._get("/metrics")
-        totals: dict[str, float] = {}
         if status != 200:
-            return totals
-        for family in text_string_to_metric_families(body.decode()):
-            for sample in family.samples:
-                totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
-                for label in ("kind", "topic"):
-                    if label in sample.labels:
-                        name = f"{sample.name}{{{label}={sample.labels[label]}}}"
-                        totals[name] = totals.get(name, 0.0) + sample.value
-        return totals
+            return []
+        return [sample for family in text_string_to_metric_families(body.decode())
+                for sample in family.samples]
 
-    def metric(self, name: str) -> float:
-        return self.metrics().get(name, 0.0)
+    def metric(self, name: str, **labels: str) -> float:
+        return total(self.samples(), name, **labels)
 
     def active(self) -> bool:
         """Partitions assigned and tables recovered."""
