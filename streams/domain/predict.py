@@ -64,13 +64,13 @@ class Prediction:
 
 
 # The model formulas take whole days (x, t_x, age), so customers share arguments: one
-# evaluation each, remembered (a few hundred thousand entries are a few tens of MB).
-@lru_cache(maxsize=200_000)
+# evaluation each, remembered (at most 65,536 of each, a few MB).
+@lru_cache(maxsize=65_536)
 def _p_alive(params: NbdParams, x: int, t_x: int, age: int) -> float:
     return float(mbgnbd_p_alive(params, x, t_x, age))
 
 
-@lru_cache(maxsize=200_000)
+@lru_cache(maxsize=65_536)
 def _expected_purchases(params: NbdParams, x: int, t_x: int, age: int) -> tuple[float, float]:
     in_90, in_365 = mbgnbd_expected_purchases(params, [90, 365], x, t_x, age)
     return float(in_90), float(in_365)
