@@ -22,6 +22,7 @@ import faust
 import orjson
 from faust.types import TP, Message
 
+from schemas.events import Event
 from streams.app import (
     INPUT_NAMES,
     TICKS_TOPIC,
@@ -42,7 +43,7 @@ from streams.app import (
 from streams.counts import PartitionCounts
 from streams.deadletters import dead_letter
 from streams.decode import Invalid, decode
-from streams.domain.apply import Rejected, apply_event, expire_parked, next_deadline
+from streams.domain.apply import Rejected, Result, apply_event, expire_parked, next_deadline
 from streams.domain.churn import LEVELS, ChurnChange, assess_churn, decision_time
 from streams.domain.followups import REASONS, Dropped, FollowUp, ValueFacts, fire, plan
 from streams.domain.profile import build_profile, pending_follow_ups, timestamp
@@ -107,21 +108,11 @@ async def on_message(message: Message) -> None:
     stored = customers.get(decoded.customer_id)
     state = load_state(stored) if stored else None
     before = Before.of(state)
-    # Work that fell due before this event is done first, as the clock would have done it
-    # (time has microsecond resolution: work due at the event's own moment comes after it).
-    before_event = min(decoded.occurred_at - timedelta(microseconds=1), now)
-    decisions = catch_up(state, before_event, now) if state else Decisions()
-    result = apply_event(state, decoded, source, now, rules)
+    result, decisions = handle_event(state, decoded, source, now)
     EVENTS.labels(topic, decoded.type, result.outcome).inc()
     if result.unparked:
         PARKED_RESOLVED.labels("applied").inc(result.unparked)
     state = result.state if result.changed else state
-    if result.changed and state is not None and state.has_profile:
-        at = decision_time(state, decoded.occurred_at, now)
-        decisions += decide(state, at, now, trigger=decoded.event_id)
-    if state is not None:
-        # ... and what is due by now is done now, not left to wait for the next tick.
-        decisions += catch_up(state, now, now)
     if state is not None and (result.changed or decisions.handled):
         await save(before, state, message.partition, decisions, now, erased=result.erased)
     elif result.outcome == "duplicate" and stored is not None:
@@ -146,6 +137,24 @@ async def on_tick(partition: int) -> None:
             due_index.add(partition, customer_id, before.deadline, now)
             continue
         await save(before, state, partition, catch_up(state, now, now), now, indexed=False)
+
+
+def handle_event(state: CustomerState | None, event: Event, source: Source, now: datetime
+                 ) -> tuple[Result, Decisions]:
+    """The domain work of one valid event (the state is changed in place)."""
+    # Work that fell due before this event is done first, as the clock would have done it
+    # (time has microsecond resolution: work due at the event's own moment comes after it).
+    before_event = min(event.occurred_at - timedelta(microseconds=1), now)
+    decisions = catch_up(state, before_event, now) if state else Decisions()
+    result = apply_event(state, event, source, now, rules)
+    state = result.state if result.changed else state
+    if result.changed and state is not None and state.has_profile:
+        at = decision_time(state, event.occurred_at, now)
+        decisions += decide(state, at, now, trigger=event.event_id)
+    if state is not None:
+        # ... and what is due by now is done now, not left to wait for the next tick.
+        decisions += catch_up(state, now, now)
+    return result, decisions
 
 
 def catch_up(state: CustomerState, until: datetime, now: datetime) -> Decisions:

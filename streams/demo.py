@@ -65,11 +65,15 @@ class DemoTraffic:
             return self._malformed(customer)
         return self._encode(customer, self._event(customer))
 
+    def strangers(self) -> list[DemoCustomer]:
+        """The customers who have no valid event yet."""
+        return [c for c in self.customers if not (c.orders or c.tickets or c.messages)]
+
     def introductions(self) -> Iterator[Message]:
-        """One valid event, at ``self.now``, for each customer who has none yet."""
-        for customer in self.customers:
-            if not (customer.orders or customer.tickets or customer.messages):
-                yield self._encode(customer, self._event(customer))
+        """One valid event for each customer who has none yet, spaced like ``messages``."""
+        for customer in self.strangers():
+            self.now += timedelta(seconds=self.random.expovariate(1 / self.mean_gap))
+            yield self._encode(customer, self._event(customer))
 
     @staticmethod
     def _encode(customer: DemoCustomer, event: dict[str, Any]) -> Message:
