@@ -108,11 +108,10 @@ async def on_message(message: Message) -> None:
     stored = customers.get(decoded.customer_id)
     state = load_state(stored) if stored else None
     before = Before.of(state)
-    result, decisions = handle_event(state, decoded, source, now)
+    result, state, decisions = handle_event(state, decoded, source, now)
     EVENTS.labels(topic, decoded.type, result.outcome).inc()
     if result.unparked:
         PARKED_RESOLVED.labels("applied").inc(result.unparked)
-    state = result.state if result.changed else state
     if state is not None and (result.changed or decisions.handled):
         await save(before, state, message.partition, decisions, now, erased=result.erased)
     elif result.outcome == "duplicate" and stored is not None:
@@ -140,8 +139,8 @@ async def on_tick(partition: int) -> None:
 
 
 def handle_event(state: CustomerState | None, event: Event, source: Source, now: datetime
-                 ) -> tuple[Result, Decisions]:
-    """The domain work of one valid event (the state is changed in place)."""
+                 ) -> tuple[Result, CustomerState | None, Decisions]:
+    """The domain work of one valid event; returns the customer's state after it."""
     # Work that fell due before this event is done first, as the clock would have done it
     # (time has microsecond resolution: work due at the event's own moment comes after it).
     before_event = min(event.occurred_at - timedelta(microseconds=1), now)
@@ -154,7 +153,7 @@ def handle_event(state: CustomerState | None, event: Event, source: Source, now:
     if state is not None:
         # ... and what is due by now is done now, not left to wait for the next tick.
         decisions += catch_up(state, now, now)
-    return result, decisions
+    return result, state, decisions
 
 
 def catch_up(state: CustomerState, until: datetime, now: datetime) -> Decisions:

@@ -55,8 +55,11 @@ class DemoTraffic:
 
     def messages(self, count: int) -> Iterator[Message]:
         for _ in range(count):
-            self.now += timedelta(seconds=self.random.expovariate(1 / self.mean_gap))
+            self._advance()
             yield self.next_message()
+
+    def _advance(self) -> None:
+        self.now += timedelta(seconds=self.random.expovariate(1 / self.mean_gap))
 
     def next_message(self) -> Message:
         """One message of a random customer, happening at ``self.now``."""
@@ -72,7 +75,7 @@ class DemoTraffic:
     def introductions(self) -> Iterator[Message]:
         """One valid event for each customer who has none yet, spaced like ``messages``."""
         for customer in self.strangers():
-            self.now += timedelta(seconds=self.random.expovariate(1 / self.mean_gap))
+            self._advance()
             yield self._encode(customer, self._event(customer))
 
     @staticmethod

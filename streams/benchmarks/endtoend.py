@@ -126,8 +126,7 @@ def domain_only(messages: list[Message]) -> float:
         stored = table.get(decoded.customer_id)
         state = load_state(stored) if stored else None
         source = Source(topic, 0, offset, key, value)
-        result, decisions = handle_event(state, decoded, source, datetime.now(UTC))
-        state = result.state if result.changed else state
+        result, state, decisions = handle_event(state, decoded, source, datetime.now(UTC))
         if state is not None and (result.changed or decisions.handled):
             table[decoded.customer_id] = dump_state(state)
             orjson.dumps(decisions.profile)
