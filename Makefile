@@ -31,7 +31,7 @@ test: venv
 # The end-to-end benchmark (docs/benchmarks.md); BENCH_ARGS="--events 50000" for a short run.
 bench: venv
 	@servers=$${KAFKA_BOOTSTRAP_SERVERS:-$$(deploy/kafka/kafka.sh up)} && [ -n "$$servers" ] && \
-		KAFKA_BOOTSTRAP_SERVERS=$$servers $(BIN)/python -m streams.benchmarks.endtoend $(BENCH_ARGS)
+		KAFKA_BOOTSTRAP_SERVERS=$$servers $(BIN)/python -m benchmarks.endtoend $(BENCH_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -10,12 +10,14 @@ Amounts are exact decimals: a JSON number or a plain decimal string such as ``"1
 from __future__ import annotations
 
 import re
+from datetime import UTC
 from decimal import Decimal
 from functools import reduce
 from operator import or_
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -92,10 +94,12 @@ PositiveAmount = Annotated[
         }
     ),
 ]
-# An RFC 3339 string only (no unix-time numbers, no naive times).
+# An RFC 3339 string only (no unix-time numbers, no naive times), held in UTC: the moment
+# is what counts, and every time the processor stores or shows is UTC.
 Timestamp = Annotated[
     AwareDatetime,
     BeforeValidator(_rfc3339_text),
+    AfterValidator(lambda moment: moment.astimezone(UTC)),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
@@ -248,3 +252,8 @@ def adapter_for(schema: TopicSchema) -> TypeAdapter[Any]:
 def _tagged(models: tuple[type[InputEvent], ...]) -> Any:
     return Annotated[reduce(or_, models), Field(discriminator="type")]
 
+
+
+# Order events parked while their order is unknown are kept as their original bytes and
+# read again with this when the order arrives.
+ORDER_EVENTS: TypeAdapter[OrderEvent] = adapter_for(TOPICS[0])

@@ -149,11 +149,10 @@ def _worker(settings: Settings) -> int:
     ensure_topics(settings)
     from faust.worker import Worker
 
-    import agents.customers  # noqa: F401  (registers the agent and timers)
-    import streams.web  # noqa: F401  (registers the views)
-    from streams.app import app
+    from streams.app import create_app
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app, _ = create_app(settings)
     worker = Worker(app, loglevel=settings.log_level, quiet=True)
     # Faust's start-up spinner sets the root logger to DEBUG and keeps it there: every
     # debug call of Faust and aiokafka then builds a record (7% of a busy worker's time).

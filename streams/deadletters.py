@@ -6,8 +6,7 @@ import base64
 from datetime import datetime
 from typing import Any
 
-import orjson
-
+from schemas.outputs import DeadLetter, DeadLetterError
 from streams.domain.profile import timestamp
 from streams.domain.state import Source
 
@@ -21,22 +20,14 @@ def _text_or_base64(raw: bytes | None) -> tuple[str | None, bool]:
         return base64.b64encode(raw).decode("ascii"), True
 
 
-def dead_letter(source: Source, code: str, message: str, received_at: datetime) -> bytes:
+def dead_letter(source: Source, code: str, message: str, received_at: datetime) -> DeadLetter:
     """``key``/``value`` are the original bytes as UTF-8 text, or base64 with a flag set."""
     key, key_b64 = _text_or_base64(source.key)
     value, value_b64 = _text_or_base64(source.value)
-    record: dict[str, Any] = {
-        "source_topic": source.topic,
-        "partition": source.partition,
-        "offset": source.offset,
-        "key": key,
-        "key_base64": key_b64,
-        "value": value,
-        "value_base64": value_b64,
-        "error": {"code": code, "message": message},
-        "received_at": timestamp(received_at),
-    }
-    return orjson.dumps(record)
+    return DeadLetter(
+        source_topic=source.topic, partition=source.partition, offset=source.offset,
+        key=key, key_base64=key_b64, value=value, value_base64=value_b64,
+        error=DeadLetterError(code=code, message=message), received_at=timestamp(received_at))
 
 
 def original_bytes(record: dict[str, Any]) -> tuple[bytes | None, bytes | None]:

@@ -1,4 +1,5 @@
-"""Prometheus metrics of one worker (names are part of the contract, SPEC section 10)."""
+"""Prometheus metrics of one worker (names are part of the contract: README, *HTTP and
+metrics*)."""
 
 from __future__ import annotations
 
@@ -8,23 +9,33 @@ disable_created_metrics()  # the *_created series only add noise to dashboards
 
 EVENTS = Counter(
     "valuestream_events",
-    "Input messages by topic, event type and what happened to them when they arrived",
+    "Input messages by topic, event type and what happened to them when they were processed",
     ["topic", "type", "outcome"],
 )
-PROCESSING_SECONDS = Histogram(
-    "valuestream_event_processing_seconds",
-    "Time to process one input message",
-    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+LATE_EVENTS = Counter(
+    "valuestream_late_events",
+    "Events processed after their partition's clock had passed their time",
+    ["topic"],
+)
+BATCH_SECONDS = Histogram(
+    "valuestream_batch_seconds",
+    "Time to process one batch: decode, decide, write outputs and state, commit",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+BATCH_EVENTS = Histogram(
+    "valuestream_batch_events",
+    "Input messages per batch",
+    buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000),
 )
 PROCESSING_ERRORS = Counter(
     "valuestream_processing_errors",
-    "Messages or ticks whose processing raised (a bug): messages go to dead-letters",
+    "Messages or due work whose processing raised (a bug): messages go to dead-letters",
     ["topic"],
 )
 EMITTED = Counter(
-    "valuestream_emitted", "Messages written to output topics", ["topic", "kind"]
+    "valuestream_emitted", "Records written to output topics", ["topic", "kind"]
 )
-DEAD_LETTERS = Counter(
+DEAD_LETTERS_WRITTEN = Counter(
     "valuestream_dead_letters", "Dead letters written, by source topic and code", ["topic", "code"]
 )
 FOLLOW_UPS_DROPPED = Counter(
@@ -37,9 +48,24 @@ PARKED_RESOLVED = Counter(
     "Parked order events that were later applied or expired",
     ["result"],
 )
-TICKS_PROCESSED = Counter(
-    "valuestream_ticks", "Clock ticks processed (time-driven work checked), per partition",
+DUE_WORK = Counter(
+    "valuestream_due_work",
+    "Customers whose time-driven work was done without an event of their own, per partition",
     ["partition"],
+)
+PARTITION_CLOCK = Gauge(
+    "valuestream_partition_clock_seconds",
+    "How far each owned partition's time-driven work has run (seconds since 1970)",
+    ["partition"],
+)
+RESTORED = Counter(
+    "valuestream_restored_records",
+    "State changelog records applied while restoring partitions",
+)
+RESTORE_SECONDS = Histogram(
+    "valuestream_restore_seconds",
+    "Time to restore the state of newly assigned partitions from the changelog",
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
 CUSTOMERS = Gauge(
     "valuestream_customers", "Customers owned by this worker, by churn-risk level", ["churn_risk"]

@@ -12,17 +12,20 @@ import logging
 from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
 
-from streams.app import app, settings
-from streams.domain.models import DEFAULT_PARAMS, ModelParams, load_params
+from streams.domain.models import DEFAULT_PARAMS, load_params
+from streams.domain.predict import Predictor
 from streams.metrics import MODEL_FITTED
+from streams.settings import Settings
 from streams.topics import MODEL_PARAMS
 
 log = logging.getLogger(__name__)
 
 
 class ModelRegistry:
+    """The predictor of the parameters in force (a new record replaces it whole)."""
+
     def __init__(self) -> None:
-        self.current: ModelParams = DEFAULT_PARAMS
+        self.predictor = Predictor(DEFAULT_PARAMS)
 
     def offer(self, raw: bytes | None) -> bool:
         """Take a record's parameters if it holds valid ones."""
@@ -33,18 +36,14 @@ class ModelRegistry:
         except ValidationError as exc:
             log.warning("ignoring a model-params record that does not parse: %s", exc)
             return False
-        self.current = params
+        self.predictor = Predictor(params)
         MODEL_FITTED.set(params.fitted_at.timestamp() if params.fitted_at else 0)
         log.info("model parameters fitted at %s on %d customers are in force",
                  params.fitted_at, params.n_customers)
         return True
 
 
-models = ModelRegistry()
-
-
-@app.task
-async def follow_model_params() -> None:
+async def follow_model_params(settings: Settings, registry: ModelRegistry) -> None:
     consumer = AIOKafkaConsumer(
         settings.topic(MODEL_PARAMS),
         bootstrap_servers=settings.bootstrap_servers.split(","),
@@ -56,6 +55,6 @@ async def follow_model_params() -> None:
     await consumer.start()
     try:
         async for record in consumer:
-            models.offer(record.value)
+            registry.offer(record.value)
     finally:
         await consumer.stop()

@@ -26,7 +26,9 @@ from pydantic import (
     ValidationError,
 )
 
+from streams.domain.churn_rules import ChurnRules
 from streams.domain.followups import FollowUpRules
+from streams.domain.rules import Rules
 
 T = TypeVar("T")
 N = TypeVar("N", int, float)
@@ -56,10 +58,16 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("VALUESTREAM_DEFAULT_MARGIN", "0.30", "margin assumed for a line without unit_cost"),
     Variable("VALUESTREAM_TICKET_COST", "0", "cost of handling one support ticket"),
     Variable("VALUESTREAM_APP_ID", "valuestream", "consumer group and prefix of internal topics"),
-    Variable("VALUESTREAM_STORE", "rocksdb", "table store: `rocksdb`, or `memory` for tests"),
     Variable("VALUESTREAM_DEDUP_DAYS", "35", "days an event_id is remembered for de-duplication"),
     Variable("VALUESTREAM_ORPHAN_DAYS", "7", "days an event for an unknown order stays parked"),
-    Variable("VALUESTREAM_TICK_SECONDS", "1.0", "how often time-driven work is checked"),
+    Variable("VALUESTREAM_TICK_SECONDS", "1.0",
+             "how often time-driven work is checked when no events arrive"),
+    Variable("VALUESTREAM_BATCH_SIZE", "5000", "most input messages processed in one batch"),
+    Variable("VALUESTREAM_BATCH_WAIT_MS", "20",
+             "how long a batch waits for more messages once its first has arrived"),
+    Variable("VALUESTREAM_INPUT_IDLE_MS", "200",
+             "how long a partition waits for a quiet input topic before going on without it"),
+    Variable("VALUESTREAM_STATE_CACHE", "20000", "customers kept decoded in memory per worker"),
     Variable("VALUESTREAM_CHURN_MEDIUM", "40", "churn score (0-100) from which the risk is medium"),
     Variable("VALUESTREAM_CHURN_HIGH", "70", "churn score from which the risk is high"),
     Variable("VALUESTREAM_CHURN_HYSTERESIS", "10",
@@ -91,10 +99,13 @@ class Settings:
     default_margin: Decimal
     ticket_cost: Decimal
     app_id: str
-    store: Literal["rocksdb", "memory"]
     dedup_days: int
     orphan_days: int
     tick_seconds: float
+    batch_size: int
+    batch_wait: float  # seconds
+    input_idle: float  # seconds
+    state_cache: int
     churn_medium: int
     churn_high: int
     churn_hysteresis: int
@@ -139,10 +150,13 @@ class Settings:
             default_margin=parsed("VALUESTREAM_DEFAULT_MARGIN", _decimal_in(0, 1)),
             ticket_cost=parsed("VALUESTREAM_TICKET_COST", _decimal_in(0, None)),
             app_id=parsed("VALUESTREAM_APP_ID", _topic_prefix_non_empty),
-            store=parsed("VALUESTREAM_STORE", _choice("rocksdb", "memory")),  # type: ignore[arg-type]
             dedup_days=parsed("VALUESTREAM_DEDUP_DAYS", _int_in(30, 3650)),
             orphan_days=parsed("VALUESTREAM_ORPHAN_DAYS", _int_in(1, 365)),
             tick_seconds=parsed("VALUESTREAM_TICK_SECONDS", _float_in(0.05, 60.0)),
+            batch_size=parsed("VALUESTREAM_BATCH_SIZE", _int_in(1, 100_000)),
+            batch_wait=parsed("VALUESTREAM_BATCH_WAIT_MS", _int_in(0, 10_000)) / 1000,
+            input_idle=parsed("VALUESTREAM_INPUT_IDLE_MS", _int_in(0, 60_000)) / 1000,
+            state_cache=parsed("VALUESTREAM_STATE_CACHE", _int_in(0, 10_000_000)),
             churn_medium=medium,
             churn_high=high,
             churn_hysteresis=hysteresis,
@@ -154,6 +168,20 @@ class Settings:
     def topic(self, name: str) -> str:
         """The full name of a topic, with the configured prefix."""
         return f"{self.topic_prefix}{name}"
+
+    def rules(self) -> Rules:
+        """The domain's configurable rules."""
+        return Rules(
+            currency=self.currency,
+            fx_rates=self.fx_rates,
+            default_margin=self.default_margin,
+            ticket_cost=self.ticket_cost,
+            dedup_window=timedelta(days=self.dedup_days),
+            orphan_ttl=timedelta(days=self.orphan_days),
+            churn=ChurnRules(medium=self.churn_medium, high=self.churn_high,
+                             hysteresis=self.churn_hysteresis),
+            follow_ups=self.follow_ups,
+        )
 
 
 def _non_empty(value: str) -> str:

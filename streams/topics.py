@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -17,10 +18,10 @@ CHURN_RISK = "churn-risk"
 FOLLOW_UPS = "follow-ups"
 DEAD_LETTERS = "dead-letters"
 MODEL_PARAMS = "model-params"
-# The worker's tables. Their changelog topics are created here too, before Faust starts:
-# left to Faust, a changelog created at start-up can be missing from the consumer's first
-# metadata, and the agent then fails on a partition-count mismatch until restarted.
-TABLES = ("customers", "counts", "schedule")
+# The state changelog is compacted often, so that a worker restoring from it reads about one
+# record per customer (the latest) plus what changed in the last few minutes.
+STATE_CHANGELOG_CONFIG = {"cleanup.policy": "compact", "segment.ms": str(10 * 60 * 1000),
+                          "min.cleanable.dirty.ratio": "0.2"}
 
 
 class TopicError(RuntimeError):
@@ -31,32 +32,28 @@ class TopicError(RuntimeError):
 class TopicSpec:
     name: str
     partitions: int
-    compacted: bool = False
+    config: Mapping[str, str] = field(default_factory=dict)
     copartitioned: bool = False  # must have exactly the configured number of partitions
 
 
-def ticks_topic(settings: Settings) -> str:
-    """Internal: the clock as a stream, one tick per partition (see agents/customers.py)."""
-    return f"{settings.topic_prefix}{settings.app_id}-ticks"
-
-
-def changelog_topic(settings: Settings, table: str) -> str:
-    """Faust's name for a table's changelog: ``{app id}-{table}-changelog``."""
-    return f"{settings.app_id}-{table}-changelog"
+def state_changelog_topic(settings: Settings) -> str:
+    """Internal: every customer's latest state, keyed by customer id (``streams/codec.py``)."""
+    return f"{settings.topic_prefix}{settings.app_id}-customer-state"
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """Every topic; all but ``model-params`` have the configured partition count, because a
+    worker writes each customer's outputs to the partition number of its input events."""
     n = settings.partitions
+    compacted = {"cleanup.policy": "compact"}
     specs = [TopicSpec(settings.topic(t), n, copartitioned=True) for t in INPUT_TOPICS]
-    specs += [TopicSpec(changelog_topic(settings, t), n, compacted=True, copartitioned=True)
-              for t in TABLES]
     specs += [
-        TopicSpec(ticks_topic(settings), n, copartitioned=True),
-        TopicSpec(settings.topic(CUSTOMER_VALUE), n, compacted=True),
-        TopicSpec(settings.topic(CHURN_RISK), n),
-        TopicSpec(settings.topic(FOLLOW_UPS), n),
-        TopicSpec(settings.topic(DEAD_LETTERS), n),
-        TopicSpec(settings.topic(MODEL_PARAMS), 1, compacted=True),
+        TopicSpec(state_changelog_topic(settings), n, STATE_CHANGELOG_CONFIG, copartitioned=True),
+        TopicSpec(settings.topic(CUSTOMER_VALUE), n, compacted, copartitioned=True),
+        TopicSpec(settings.topic(CHURN_RISK), n, copartitioned=True),
+        TopicSpec(settings.topic(FOLLOW_UPS), n, copartitioned=True),
+        TopicSpec(settings.topic(DEAD_LETTERS), n, copartitioned=True),
+        TopicSpec(settings.topic(MODEL_PARAMS), 1, compacted),
     ]
     return specs
 
@@ -78,11 +75,9 @@ def ensure_topics(settings: Settings, replication_factor: int = 1) -> list[str]:
         existing = set(admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
         for spec in missing:
-            config = {"cleanup.policy": "compact"} if spec.compacted else {}
             with suppress(TopicAlreadyExistsError):  # another worker created it meanwhile
-                admin.create_topics(
-                    [NewTopic(spec.name, spec.partitions, replication_factor, topic_configs=config)]
-                )
+                admin.create_topics([NewTopic(spec.name, spec.partitions, replication_factor,
+                                              topic_configs=dict(spec.config))])
         _check_partitions(admin, [s for s in specs if s.copartitioned and s.name in existing])
         return [s.name for s in missing]
     finally:
@@ -102,5 +97,5 @@ def _check_partitions(admin: KafkaAdminClient, specs: list[TopicSpec]) -> None:
         if actual is not None and actual != spec.partitions:
             raise TopicError(
                 f"topic {spec.name} has {actual} partitions but VALUESTREAM_PARTITIONS is "
-                f"{spec.partitions}; input topics must all have the same count"
+                f"{spec.partitions}; valuestream's topics must all have that count"
             )

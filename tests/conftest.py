@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, Worker, free_port
+from harness.worker import ROOT, Worker, application_env
 
 TEST_BROKER_PORT = os.environ.get("VALUESTREAM_TEST_BROKER_PORT", "19092")
 
@@ -69,21 +69,25 @@ def namespace() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
+# What the workers of a test get unless the test says otherwise: few partitions (faster
+# rebalances), frequent time-driven work, a short session (a killed worker's partitions move
+# within seconds).
+TEST_SETTINGS = {
+    "VALUESTREAM_PARTITIONS": "4",
+    "VALUESTREAM_TICK_SECONDS": "0.2",
+    "VALUESTREAM_SESSION_TIMEOUT": "6",
+}
+
+
 @pytest.fixture
 def make_worker(kafka_bootstrap: str, namespace: str, tmp_path: Path) -> Iterator[type]:
     """Start workers of one application: ``make_worker(name, **env)`` returns a Worker."""
     started: list[Worker] = []
 
-    def start(name: str = "w1", **env: str) -> Worker:
-        worker = Worker(
-            name=name,
-            bootstrap=kafka_bootstrap,
-            namespace=namespace,
-            data_dir=tmp_path / name,
-            port=free_port(),
-            extra_env=env,
-        )
-        worker.start()
+    def start(name: str = "w1", wait: bool = True, **env: str) -> Worker:
+        worker = Worker(name, application_env(kafka_bootstrap, namespace, tmp_path / name,
+                                              **{**TEST_SETTINGS, **env}), log_dir=tmp_path)
+        worker.start(wait=wait)
         started.append(worker)
         return worker
 

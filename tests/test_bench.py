@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.benchmarks import endtoend
+from benchmarks import endtoend
 
 pytestmark = pytest.mark.kafka
 

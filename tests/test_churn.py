@@ -15,12 +15,24 @@ from streams.domain.churn import (
     next_rise_at,
 )
 from streams.domain.churn_rules import ChurnRules
-from streams.domain.history import purchase_history
+from streams.domain.history import PurchaseHistory, live_orders, purchase_history
 from streams.domain.models import DEFAULT_PARAMS
-from streams.domain.state import CustomerState, Emails, Order, Ticket
+from streams.domain.predict import Predictor
+from streams.domain.state import CustomerState, Emails, Order, Ticket, id_hash
 
 RULES = ChurnRules(medium=40, high=70, hysteresis=10)
 DAY0 = datetime(2026, 1, 1, tzinfo=UTC)
+PREDICTOR = Predictor(DEFAULT_PARAMS)
+
+
+def history_of(state: CustomerState) -> PurchaseHistory | None:
+    return purchase_history(live_orders(state))
+
+
+def assess(state: CustomerState, now: datetime) -> str | None:
+    """Assess at ``now``; the new level if it changed."""
+    _, change = assess_churn(state, history_of(state), now, PREDICTOR, RULES)
+    return change.risk.level if change is not None else None
 
 
 def buyer(*days: int) -> CustomerState:
@@ -62,7 +74,7 @@ def test_reasons_and_points() -> None:
     state = buyer(0)
     state.tickets["t"] = Ticket(opened_at=DAY0, priority="high", is_open=True, status_at=DAY0,
                                 csat=1, rated_at=DAY0)
-    state.emails = Emails(sent={"a", "b", "c"}, bounced=True, unsubscribed=True)
+    state.emails = Emails(sent={id_hash(m) for m in "abc"}, bounced=True, unsubscribed=True)
     as_of = DAY0 + timedelta(days=4)
     score = churn_score(state, p_alive=0.9, as_of=as_of)
     assert score.reasons == ("poor_rating", "unsubscribed", "open_ticket", "ticket_overdue",
@@ -75,20 +87,19 @@ def test_reasons_and_points() -> None:
 @pytest.mark.parametrize("days", [(0,), (0, 10, 20), (0, 3, 5, 40, 41, 90)])
 def test_time_alone_raises_risk_on_the_days_the_closed_form_says(days: tuple[int, ...]) -> None:
     state = buyer(*days)
-    history = purchase_history(state)
+    history = history_of(state)
     assert history is not None
     x, t_x = history.frequency, history.recency_days
     now = DAY0 + timedelta(days=days[-1], hours=12)
     seen = []
     for _ in range(2):
-        change = assess_churn(state, now, DEFAULT_PARAMS, RULES)
-        assert change is None or change.level != change.previous_level
+        assess(state, now)
         if state.churn_check_at is None:
             break
         now = state.churn_check_at
-        change = assess_churn(state, now, DEFAULT_PARAMS, RULES)
-        assert change is not None, "a scheduled check must find the level changed"
-        seen.append((change.level, (now - DAY0).days, now.time()))
+        level = assess(state, now)
+        assert level is not None, "a scheduled check must find the level changed"
+        seen.append((level, (now - DAY0).days, now.time()))
     medium, high = (first_age_reaching(x, t_x, t) for t in (RULES.medium, RULES.high))
     expected = [(level, age) for level, age in (("medium", medium), ("high", high))
                 if age > days[-1]]
@@ -98,18 +109,18 @@ def test_time_alone_raises_risk_on_the_days_the_closed_form_says(days: tuple[int
 
 def test_one_time_buyers_become_high_risk_in_time() -> None:
     state = buyer(0)
-    assess_churn(state, DAY0 + timedelta(hours=10), DEFAULT_PARAMS, RULES)
+    assess(state, DAY0 + timedelta(hours=10))
     assert state.churn_level == "low"
     high_at = first_age_reaching(0, 0, RULES.high)
     assert 365 < high_at < 730  # the documented default story
-    assess_churn(state, DAY0 + timedelta(days=high_at), DEFAULT_PARAMS, RULES)
+    assess(state, DAY0 + timedelta(days=high_at))
     assert state.churn_level == "high"
 
 
 def test_nothing_scheduled_once_high_or_without_anything_that_can_rise() -> None:
     prospect = CustomerState("p", first_seen_at=DAY0)
     assert next_rise_at(prospect, None, "low", DAY0, DEFAULT_PARAMS.mbgnbd, RULES) is None
-    assert next_rise_at(buyer(0), purchase_history(buyer(0)), "high", DAY0,
+    assert next_rise_at(buyer(0), history_of(buyer(0)), "high", DAY0,
                         DEFAULT_PARAMS.mbgnbd, RULES) is None
 
 

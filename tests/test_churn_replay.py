@@ -12,9 +12,10 @@ from typing import Any
 import orjson
 import pytest
 
+from harness.kafka import Record, event, neighbours, produce, read_topic
+from harness.worker import wait_for
 from streams.domain.btyd import NbdParams
 from streams.domain.models import DEFAULT_PARAMS, dump_params
-from tests.helpers import Record, event, produce, read_topic, wait_for
 
 pytestmark = pytest.mark.kafka
 DAY0 = datetime(2026, 1, 5, tzinfo=UTC)
@@ -42,10 +43,14 @@ def order(customer: str, n: int, day: int) -> Record:
                  currency="USD", lines=[{"sku": "tea", "quantity": 1, "unit_price": "12.00"}])
 
 
+CLOCKWORK = sorted({*neighbours("quinn", 4, "clock"), *neighbours("hank", 4, "clock")})
+
+
 def clock_days(first: int, last: int) -> list[Record]:
-    """Another customer's daily events: the only thing that moves the event clock."""
-    return [event("email.sent", f"tick-{d}", "clockwork", at(d, 12), message_id=f"m{d}")
-            for d in range(first, last + 1)]
+    """Other customers' daily events on quinn's and hank's partitions: the only thing that
+    moves their partitions' event clocks."""
+    return [event("email.sent", f"tick-{c}-{d}", c, at(d, 12), message_id=f"m{d}")
+            for d in range(first, last + 1) for c in CLOCKWORK]
 
 
 def churn_events(bootstrap: str, prefix: str) -> list[dict[str, Any]]:
@@ -65,24 +70,20 @@ def test_churn_replay_on_the_event_clock(make_worker: Any, kafka_bootstrap: str,
     assert hover < quinn_medium < 100 < quinn_high < 170
     orders = [order("quinn", n, d) for n, d in enumerate((0, 10, 20))]
     orders += [order("hank", n, d) for n, d in enumerate((0, 10))]
-    # Topics carry no order relative to each other: the tickets go once the orders are in.
-    produce(kafka_bootstrap, prefix, orders)
-    wait_for(lambda: worker.events_by_outcome().get("applied") == len(orders), 30, "orders")
     tickets = [event(f"ticket.{kind}", f"hank-t{hour}", "hank", at(hover, hour), ticket_id="t1")
                for hour, kind in enumerate(("opened", "resolved", "reopened", "resolved"), 1)]
-    produce(kafka_bootstrap, prefix, tickets)
-    wait_for(lambda: worker.events_by_outcome().get("applied") == len(orders) + len(tickets),
-             30, "hank's tickets")
-
-    produce(kafka_bootstrap, prefix, clock_days(hover + 1, 100))
-    wait_for(lambda: any(e["customer_id"] == "quinn" for e in
-                         churn_events(kafka_bootstrap, prefix)), 60, "quinn's first change")
+    # Sent at once, in event-time order across the topics; the worker reads them in order.
+    produce(kafka_bootstrap, prefix, orders + tickets + clock_days(hover + 1, 100))
+    worker.wait(lambda: any(e["customer_id"] == "quinn" for e in
+                            churn_events(kafka_bootstrap, prefix)), 60, "quinn's first change")
     worker.stop()  # a restart between the two changes
     worker.start()
     produce(kafka_bootstrap, prefix, clock_days(101, 170))
-    wait_for(lambda: sum(e["customer_id"] == "quinn" for e in
-                         churn_events(kafka_bootstrap, prefix)) >= 2, 60, "quinn's second change")
-    wait_for(lambda: worker.health()["now"].startswith("2026-06-24"), 30, "the last clock event")
+    worker.wait(lambda: sum(e["customer_id"] == "quinn" for e in
+                            churn_events(kafka_bootstrap, prefix)) >= 2, 60,
+                "quinn's second change")
+    worker.wait(lambda: (worker.health()["now"] or "").startswith("2026-06-24"), 30,
+                "the last clock event")
 
     events = churn_events(kafka_bootstrap, prefix)
     assert [(e["customer_id"], e["previous_level"], e["level"], e["occurred_at"])
@@ -92,7 +93,7 @@ def test_churn_replay_on_the_event_clock(make_worker: Any, kafka_bootstrap: str,
     ]
     assert [(e["previous_level"], e["level"], e["occurred_at"])
             for e in events if e["customer_id"] == "hank"] == [("low", "medium", at(hover, 1))]
-    assert {e["customer_id"] for e in events} == {"quinn", "hank"}
+    assert {e["customer_id"] for e in events} == {"quinn", "hank"}  # the clockwork stays low
     assert len({e["event_id"] for e in events}) == len(events)
 
     high = events[[e["customer_id"] for e in events].index("quinn") + 1]
@@ -110,7 +111,7 @@ def test_new_model_parameters_change_served_scores_within_10_seconds(
     worker = make_worker("w1")
     produce(kafka_bootstrap, prefix, [order("una", 0, 0), order("una", 1, 30)])
     as_of = at(90)
-    wait_for(lambda: worker.profile("una", as_of)[0] == 200, 30, "una's profile")
+    worker.wait(lambda: worker.profile("una", as_of)[0] == 200, 30, "una's profile")
     before = worker.profile("una", as_of)[1]["p_alive"]
 
     fitted = NbdParams(r=2.0, alpha=20.0, a=3.0, b=1.5)
@@ -123,5 +124,5 @@ def test_new_model_parameters_change_served_scores_within_10_seconds(
     produce(kafka_bootstrap, prefix, [("model-params", b"params", dump_params(params))])
     wait_for(lambda: worker.profile("una", as_of)[1]["p_alive"] == expected, 10,
              "the served P(alive) to follow the new parameters")
-    fitted_gauge = ("valuestream_model_fitted_timestamp_seconds", frozenset())
-    assert worker.metrics()[fitted_gauge] == datetime(2026, 4, 1, tzinfo=UTC).timestamp()
+    assert worker.metric("valuestream_model_fitted_timestamp_seconds") == datetime(
+        2026, 4, 1, tzinfo=UTC).timestamp()

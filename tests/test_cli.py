@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.helpers import ROOT
+from harness.worker import ROOT
 
 
 def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -12,8 +12,9 @@ from typing import Any
 import orjson
 import pytest
 
+from harness.kafka import produce, read_at_least, read_topic
+from harness.worker import ROOT, wait_for
 from streams.demo import DemoTraffic
-from tests.helpers import ROOT, produce, read_at_least, read_topic, wait_for
 
 pytestmark = pytest.mark.kafka
 AS_OF = "2026-06-01T00:00:00Z"
@@ -49,8 +50,8 @@ def test_fit_publishes_parameters_the_worker_takes(make_worker: Any, kafka_boots
     assert (params["n_customers"], params["time_unit"], params["fitted_at"]) == (
         buyers, "day", AS_OF)
     assert set(params["log_likelihood"]) == {"bgnbd", "mbgnbd", "gamma_gamma"}
-    fitted = ("valuestream_model_fitted_timestamp_seconds", frozenset())
-    wait_for(lambda: worker.metrics()[fitted] == datetime(2026, 6, 1, tzinfo=UTC).timestamp(),
+    fitted_at = datetime(2026, 6, 1, tzinfo=UTC).timestamp()
+    wait_for(lambda: worker.metric("valuestream_model_fitted_timestamp_seconds") == fitted_at,
              10, "the worker to take the new parameters")
 
 

@@ -19,7 +19,8 @@ RULES = FollowUpRules()
 
 
 def facts(clv: float | None = 0.0, tier: str | None = "bronze") -> ValueFacts:
-    return ValueFacts(clv=clv, tier=tier, platinum_cut=300.0, became_high_risk=False)
+    return ValueFacts(live=[], history=None, clv=clv, tier=tier, platinum_cut=300.0,
+                      became_high_risk=False, churn={})
 
 
 def rated(state: CustomerState, ticket: str, at: datetime, csat: int) -> None:

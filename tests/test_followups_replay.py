@@ -1,27 +1,34 @@
-"""The follow-up engine on a real worker, on the event clock.
+"""Faithful replays on the event clock: follow-ups and churn-risk changes do not depend on how
+fast a history is fed.
 
-A scripted history with customers for every reason is replayed in event-time order: each
-event is produced once the previous one is accounted for and every partition has ticked, so
-the clock never runs ahead of a customer's own events (topics carry no order between them).
-The worker is killed with SIGKILL half-way while follow-ups are pending. The output must be
-exactly the expected (customer, reason, due_at), each once (a repeat after the kill may occur
-but must carry the same event_id), and nothing else.
+A scripted history of 25 customers covers every follow-up reason and churn-risk changes both
+ways, and customers whose conditions stop holding before the due time (an order three days
+after the first, a ticket opened before the check-in, a ticket resolved before it is
+overdue, a reorder before the reminder). It is sent **paced**, one timestamp at a time, each
+step waited for: the reference, checked against the expected follow-ups worked out by hand.
+Then it is sent **flat out**, all topics at once, to three fresh workers: each must emit
+exactly the reference's events, with the same ids.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from itertools import groupby
 from typing import Any
 
 import orjson
 import pytest
 
+from harness.kafka import Record, event, partition_of, produce, read_topic, schema_validator
+from harness.worker import Worker
+from streams.domain.followups import REASONS
 from streams.domain.models import DEFAULT_PARAMS
-from tests.helpers import Record, Worker, event, produce, read_topic, wait_for
 
 pytestmark = pytest.mark.kafka
 DAY0 = datetime(2026, 3, 2, tzinfo=UTC)
+PARTITIONS = 4
 
 
 def at(day: float, hour: float = 0) -> datetime:
@@ -63,7 +70,7 @@ class Script:
         self.add(f"ticket.{kind}", customer, moment, ticket_id=ticket, **fields)
 
 
-def scripted_history() -> list[Record]:
+def scripted_history() -> list[tuple[datetime, Record]]:
     s = Script()
     s.order("ada", at(0, 10))  # a first order and nothing else: check-in on day 7
     s.order("ben", at(0, 10))  # ordered again on day 3: no check-in; reorder due day 10
@@ -98,10 +105,60 @@ def scripted_history() -> list[Record]:
     s.add("email.sent", "kim", at(1, 10), message_id="m1")
     s.add("email.clicked", "kim", at(2, 10), message_id="m1")
     s.add("email.clicked", "kim", at(5, 10), message_id="m1")
-    # the clock: another customer's events, around jo's changes and then daily
-    for moment in (at(-300, 12), JO_HIGH + timedelta(hours=12), *(at(d, 12) for d in range(1, 16))):
-        s.add("email.sent", "clockwork", moment, message_id=f"c{moment.timestamp()}")
-    return [record for _, record in sorted(s.events, key=lambda item: item[0])]
+    # Conditions that stop holding before the due time: nothing is sent for these.
+    s.order("lou", at(0, 8))  # orders again 3 days later: no check-in
+    s.order("lou", at(3, 8))
+    s.order("max", at(0, 8))  # opens a ticket before the check-in: none
+    s.ticket("max", "opened", at(2, 8))
+    s.ticket("max", "resolved", at(2, 9))  # (but its own follow-up, 2 days later)
+    s.ticket("ned", "opened", at(1, 8), priority="urgent")  # resolved before it is overdue
+    s.ticket("ned", "resolved", at(1, 18))
+    # pam reorders before each reminder (at least 7 days after her last order) is due
+    for day in (-10, -5, -1, 2):
+        s.order("pam", at(day, 8))
+    # Churn risk both ways: rae's open ticket tips her to medium, a new order brings her
+    # back to low.
+    s.order("rae", at(-30, 8))
+    s.order("rae", at(-20, 8))
+    s.ticket("rae", "opened", at(1, 8))
+    s.ticket("rae", "resolved", at(3, 8))
+    s.order("rae", at(4, 8))
+    # sam: a one-time buyer long ago, who turns medium on the day the model says
+    s.order("sam", at(-60, 12))
+    # tom, uma, vic, wes, xia, yan, zoe: ordinary customers of every kind
+    s.order("tom", at(-3, 9))  # check-in day 4
+    s.ticket("uma", "opened", at(3, 8), priority="normal")  # overdue day 6
+    s.order("vic", at(-14, 9))
+    s.order("vic", at(-8, 9))  # reorder due day -1 09:00
+    s.ticket("wes", "opened", at(2, 12))
+    s.ticket("wes", "resolved", at(2, 13))
+    s.ticket("wes", "rated", at(2, 14), csat=2)  # poor rating, and a follow-up 2 days on
+    s.add("email.sent", "xia", at(-20, 9), message_id="x1")
+    s.add("email.clicked", "xia", at(6, 9), message_id="x1")
+    s.add("email.clicked", "xia", at(7, 9), message_id="x1")  # warm lead on day 7
+    s.order("yan", at(1, 23.5))  # check-in day 8 23:30 ...
+    s.ticket("yan", "opened", at(8, 23))  # ... but a ticket half an hour before: none
+    s.ticket("yan", "resolved", at(8, 23.25))
+    s.order("zoe", at(-20, 9), amount="2000.00")  # platinum from her second order
+    s.order("zoe", at(-10, 9), amount="2000.00")
+    # The clock: other customers' daily events on every partition, around jo's changes and
+    # then daily, so that every partition's event time passes every due time above.
+    clocks = one_per_partition("clock")
+    moments = (at(-300, 12), JO_HIGH + timedelta(hours=12), *(at(d, 12) for d in range(-1, 16)))
+    for moment in moments:
+        for clock in clocks:
+            s.add("email.sent", clock, moment, message_id=f"c{moment.timestamp()}")
+    return sorted(s.events, key=lambda item: item[0])
+
+
+def one_per_partition(prefix: str) -> list[str]:
+    """A customer id on each partition."""
+    found: dict[int, str] = {}
+    n = 0
+    while len(found) < PARTITIONS:
+        found.setdefault(partition_of(f"{prefix}{n}", PARTITIONS), f"{prefix}{n}")
+        n += 1
+    return sorted(found.values())
 
 
 EXPECTED = sorted([
@@ -116,55 +173,98 @@ EXPECTED = sorted([
     ("hal", "ticket_follow_up", iso(at(7, 9.5))),
     ("hal", "reorder_due", iso(at(14, 9.5))),  # deferred by the cap
     ("ivy", "ticket_follow_up", iso(at(3, 10))),  # and none for t2: cool-down
-    # Jo's first-order check-in fell due before the second order: the worker does the due
-    # work before the event that comes after it, as a live clock would have.
+    # Jo's first-order check-in fell due before the second order: due work is done before
+    # the event that comes after it, as a live clock would have.
+    # Due work of the past is done at its own time: the check-ins and reminders of
+    # customers with a long history fall due, and are sent, long before the clock's days.
     ("jo", "first_order_check_in", iso(at(-393, 10))),
     ("jo", "vip_thank_you", iso(at(-390, 10))),
+    ("jo", "reorder_due", iso(at(-370, 10))),
     ("jo", "win_back", iso(JO_HIGH)),
+    ("kim", "first_order_check_in", iso(at(-53, 10))),
     ("kim", "warm_lead", iso(at(5, 10))),
+    ("lou", "reorder_due", iso(at(10, 8))),
+    ("max", "ticket_follow_up", iso(at(4, 9))),
+    ("ned", "ticket_follow_up", iso(at(3, 18))),
+    ("pam", "reorder_due", iso(at(9, 8))),
+    ("rae", "first_order_check_in", iso(at(-23, 8))),
+    ("rae", "reorder_due", iso(at(-10, 8))),
+    ("rae", "ticket_follow_up", iso(at(5, 8))),
+    ("sam", "first_order_check_in", iso(at(-53, 12))),
+    ("tom", "first_order_check_in", iso(at(4, 9))),
+    ("uma", "ticket_overdue", iso(at(6, 8))),
+    ("vic", "reorder_due", iso(at(-1, 9))),
+    ("wes", "poor_rating_recovery", iso(at(2, 14))),
+    ("wes", "ticket_follow_up", iso(at(4, 13))),
+    ("xia", "warm_lead", iso(at(7, 9))),
+    ("yan", "ticket_follow_up", iso(at(10, 23.25))),
+    ("zoe", "first_order_check_in", iso(at(-13, 9))),
+    ("zoe", "vip_thank_you", iso(at(-10, 9))),
+    ("zoe", "reorder_due", iso(at(0, 9))),
 ])
+NOT_SENT = {("lou", "first_order_check_in"), ("max", "first_order_check_in"),
+            ("ned", "ticket_overdue"), ("yan", "first_order_check_in")}
 
 
-def ticks(worker: Worker) -> float:
-    return sum(v for (name, _), v in worker.metrics().items() if name == "valuestream_ticks_total")
+def outputs(bootstrap: str, prefix: str) -> tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]:
+    """The churn-risk and follow-up events of a run, as comparable tuples (each checked
+    against its topic's JSON Schema)."""
+    churn: set[tuple[Any, ...]] = set()
+    for record in read_topic(bootstrap, f"{prefix}churn-risk"):
+        e = orjson.loads(record.value)
+        schema_validator("churn-risk").validate(e)
+        churn.add((e["customer_id"], e["previous_level"], e["level"], e["occurred_at"],
+                   e["event_id"]))
+    follow_ups: set[tuple[Any, ...]] = set()
+    for record in read_topic(bootstrap, f"{prefix}follow-ups"):
+        e = orjson.loads(record.value)
+        schema_validator("follow-ups").validate(e)
+        follow_ups.add((e["customer_id"], e["reason"], e["due_at"], e["event_id"]))
+    return churn, follow_ups
 
 
-def step(worker: Worker, bootstrap: str, prefix: str, record: Record, accounted: int) -> None:
-    produce(bootstrap, prefix, [record])
-    wait_for(lambda: sum(worker.events_by_outcome().values()) >= accounted, 30,
-             f"event {accounted} to be accounted for")
-    seen = ticks(worker)
-    wait_for(lambda: ticks(worker) >= seen + 2 * 4, 30, "two ticks on every partition")
+def run(make_worker: Callable[..., Worker], kafka_bootstrap: str, name: str,
+        history: list[tuple[datetime, Record]], paced: bool
+        ) -> tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]:
+    """One fresh application fed the history; its outputs once every event is processed."""
+    prefix = f"{name}-"
+    worker = make_worker(name, VALUESTREAM_CLOCK="event", VALUESTREAM_APP_ID=name,
+                         VALUESTREAM_TOPIC_PREFIX=prefix, VALUESTREAM_INPUT_IDLE_MS="100",
+                         VALUESTREAM_PARTITIONS=str(PARTITIONS))
+    if paced:
+        sent = 0
+        for _, group in groupby(history, key=lambda item: item[0]):
+            sent += produce(kafka_bootstrap, prefix, [record for _, record in group])
+            worker.wait(lambda n=sent: worker.processed() >= n, 30,
+                        f"{sent} events to be processed", interval=0.05)
+    else:
+        sent = produce(kafka_bootstrap, prefix, [record for _, record in history], fast=True)
+        worker.wait(lambda: worker.processed() >= sent, 60, "every event to be processed")
+    worker.stop()
+    return outputs(kafka_bootstrap, prefix)
 
 
-def test_follow_ups_replay_exactly_with_a_kill_half_way(make_worker: Any, kafka_bootstrap: str,
-                                                       namespace: str) -> None:
-    prefix = f"{namespace}-"
-    worker = make_worker("w1", VALUESTREAM_CLOCK="event")
+def test_a_flat_out_replay_emits_exactly_what_a_paced_one_does(
+        make_worker: Callable[..., Worker], kafka_bootstrap: str, namespace: str) -> None:
     history = scripted_history()
-    kill_after = next(i for i, (_, _, value) in enumerate(history)
-                      if orjson.loads(value)["occurred_at"] >= iso(at(8)))
-    accounted = 0
-    for n, record in enumerate(history):
-        if n == kill_after:  # ben's and hal's reminders are pending now
-            pending = worker.profile("hal")[1]["follow_ups"]
-            assert [f["reason"] for f in pending] == ["reorder_due"]
-            worker.kill()
-            worker.start()
-            accounted = 0  # the restarted worker counts afresh
-        accounted += 1
-        step(worker, kafka_bootstrap, prefix, record, accounted)
+    customers = {orjson.loads(r[2])["customer_id"] for _, r in history}
+    assert len({c for c in customers if not c.startswith("clock")}) >= 20
 
-    emitted = [orjson.loads(r.value) for r in read_topic(kafka_bootstrap, f"{prefix}follow-ups")]
-    ids: dict[tuple[str, str, str], set[str]] = {}
-    for e in emitted:
-        ids.setdefault((e["customer_id"], e["reason"], e["due_at"]), set()).add(e["event_id"])
-    assert sorted(ids) == EXPECTED
-    assert all(len(event_ids) == 1 for event_ids in ids.values())  # repeats keep their id
+    churn, follow_ups = run(make_worker, kafka_bootstrap, f"{namespace}paced", history,
+                            paced=True)
+    assert sorted((c, r, d) for c, r, d, _ in follow_ups) == EXPECTED
+    assert {r for _, r, _ in EXPECTED} == set(REASONS)  # every reason is covered
+    assert not {(c, r) for c, r, _, _ in follow_ups} & NOT_SENT
+    assert len({i for *_, i in follow_ups}) == len(follow_ups)
+    changes = {(c, p, n) for c, p, n, _, _ in churn}
+    assert {("rae", "low", "medium"), ("rae", "medium", "low"), ("sam", "low", "medium"),
+            ("jo", "medium", "high")} <= changes
+    assert not any(c.startswith("clock") for c, *_ in churn)
 
-    hal = [e for e in emitted if e["customer_id"] == "hal"]
-    assert all(e["type"] == "follow_up.due" and 0 <= e["priority"] <= 100 for e in emitted)
-    assert all(e["expires_at"] > e["due_at"] and e["suggested_action"] for e in emitted)
-    overdue = next(e for e in hal if e["reason"] == "ticket_overdue")
-    assert overdue["context"]["ticket_id"] == "t1" and overdue["context"]["ticket_open"]
-    assert overdue["priority"] > next(e for e in hal if e["reason"] == "reorder_due")["priority"]
+    for attempt in range(3):
+        flat = run(make_worker, kafka_bootstrap, f"{namespace}flat{attempt}", history,
+                   paced=False)
+        assert flat == (churn, follow_ups), (
+            f"flat-out run {attempt}: churn-risk only flat {sorted(flat[0] - churn)}, only "
+            f"paced {sorted(churn - flat[0])}; follow-ups only flat "
+            f"{sorted(flat[1] - follow_ups)}, only paced {sorted(follow_ups - flat[1])}")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import ROOT, free_port, http_get, wait_for
+from harness.worker import ROOT, free_port, http_get, wait_for
 
 pytestmark = pytest.mark.kafka
 

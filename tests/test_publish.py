@@ -11,7 +11,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.helpers import ROOT, read_topic
+from harness.kafka import read_topic
+from harness.worker import ROOT
 
 pytestmark = pytest.mark.kafka
 

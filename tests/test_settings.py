@@ -30,7 +30,8 @@ def test_defaults() -> None:
     ("VALUESTREAM_DEFAULT_MARGIN", "NaN"),
     ("VALUESTREAM_TICKET_COST", "-1"),
     ("VALUESTREAM_TOPIC_PREFIX", "a b"),
-    ("VALUESTREAM_STORE", "redis"),
+    ("VALUESTREAM_BATCH_SIZE", "0"),
+    ("VALUESTREAM_INPUT_IDLE_MS", "soon"),
     ("VALUESTREAM_DEDUP_DAYS", "7"),
     ("VALUESTREAM_FX_RATES", "/no/such/file.json"),
 ])

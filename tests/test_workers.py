@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from kafka.partitioner.default import murmur2
 
-from tests.helpers import Worker, event, produce, wait_for
+from harness.kafka import event, produce
+from harness.worker import Worker, wait_for
 
 pytestmark = pytest.mark.kafka
 PARTITIONS = 4  # as the Worker helper configures

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Literal
 
 from schemas.events import (
+    ORDER_EVENTS,
     EmailEvent,
     ErasureRequested,
     Event,
@@ -24,9 +25,9 @@ from schemas.events import (
     OrderPaid,
     OrderPlaced,
     OrderRefunded,
+    TicketEvent,
     TicketOpened,
     TicketRated,
-    TicketReopened,
     TicketResolved,
 )
 from streams.domain.rules import Rules
@@ -34,23 +35,17 @@ from streams.domain.state import (
     ZERO,
     CustomerState,
     Order,
-    OrderFollowUp,
     Parked,
+    Rejected,
     Source,
     Ticket,
+    id_hash,
 )
 
 Outcome = Literal["applied", "duplicate", "parked", "dead_letter"]
+OrderFollowUp = OrderAmended | OrderCancelled | OrderRefunded | OrderPaid
 CLICK_MEMORY = timedelta(days=90)  # click times kept for the warm-lead rule
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """A message that becomes a dead letter: where it came from, a code and a message."""
-
-    source: Source
-    code: str
-    message: str
+SECONDS_PER_DAY = 86_400
 
 
 class Rejection(Exception):
@@ -63,12 +58,11 @@ class Rejection(Exception):
 
 
 @dataclass(slots=True)
-class Result:
+class Applied:
     """What applying one message did."""
 
-    state: CustomerState | None  # None: nothing is stored for the customer
     outcome: Outcome
-    changed: bool  # the stored state must be written and a snapshot emitted
+    changed: bool  # the state must be stored and a snapshot emitted
     erased: bool = False
     # Dead letters: the message itself when rejected, and parked events that failed later.
     rejected: list[Rejected] = field(default_factory=list)
@@ -76,27 +70,30 @@ class Result:
     unparked: int = 0
 
 
-def apply_event(
-    state: CustomerState | None, event: Event, source: Source, now: datetime, rules: Rules
-) -> Result:
-    """Apply one validated event for ``event.customer_id`` at processor time ``now``."""
+def apply_event(state: CustomerState | None, event: Event, source: Source, now: datetime,
+                rules: Rules) -> tuple[CustomerState | None, Applied]:
+    """Apply one validated event at processor time ``now``; return the state after it
+    (``None``: nothing is stored for the customer) and what happened."""
     if state is not None and state.erased_at is not None and event.occurred_at <= state.erased_at:
-        return Result(state, "duplicate", changed=False)  # superseded by the erasure
-    if state is not None and event.event_id in state.seen:
-        return Result(state, "duplicate", changed=False)
+        return state, Applied("duplicate", changed=False)  # superseded by the erasure
+    event_key = id_hash(event.event_id)
+    if state is not None and event_key in state.seen:
+        return state, Applied("duplicate", changed=False)
     if isinstance(event, ErasureRequested):
-        return Result(_erasure_marker(event), "applied", changed=True, erased=True)
+        marker = CustomerState(customer_id=event.customer_id, erased_at=event.occurred_at)
+        return marker, Applied("applied", changed=True, erased=True)
 
-    state = state if state is not None else CustomerState(customer_id=event.customer_id)
-    _remember(state, event.event_id, now, rules)
+    if state is None:
+        state = CustomerState(customer_id=event.customer_id)
+    _remember(state, event_key, now, rules)
     if isinstance(event, OrderPlaced | OrderAmended | OrderCancelled | OrderRefunded | OrderPaid):
-        return _apply_order_event(state, event, source, now, rules)
-    if isinstance(event, TicketOpened | TicketResolved | TicketReopened | TicketRated):
-        _apply_ticket_event(state, event)
-    else:
+        return state, _apply_order_event(state, event, event_key, source, now, rules)
+    if isinstance(event, EmailEvent):
         _apply_email_event(state, event)
+    else:
+        _apply_ticket_event(state, event)
     _touch(state, event.occurred_at)
-    return Result(state, "applied", changed=True)
+    return state, Applied("applied", changed=True)
 
 
 def expire_parked(state: CustomerState, now: datetime) -> list[Rejected]:
@@ -104,88 +101,64 @@ def expire_parked(state: CustomerState, now: datetime) -> list[Rejected]:
     expired = [p for p in state.parked if p.expires_at <= now]
     if expired:
         state.parked = [p for p in state.parked if p.expires_at > now]
-    return [
-        Rejected(p.source, "orphan_expired", f"order {p.event.order_id!r} never arrived")
-        for p in expired
-    ]
-
-
-def next_deadline(state: CustomerState) -> datetime | None:
-    """The next processor time at which time alone may change this customer's state."""
-    deadlines = [p.expires_at for p in state.parked]
-    deadlines += [f.due_at for f in state.followups.values()]
-    if state.churn_check_at is not None:
-        deadlines.append(state.churn_check_at)
-    return min(deadlines, default=None)
+    return [Rejected(p.source, "orphan_expired", f"order {p.order_id!r} never arrived")
+            for p in expired]
 
 
 # --- orders ------------------------------------------------------------------------------
 
-def _apply_order_event(
-    state: CustomerState,
-    event: OrderPlaced | OrderFollowUp,
-    source: Source,
-    now: datetime,
-    rules: Rules,
-) -> Result:
+def _apply_order_event(state: CustomerState, event: OrderPlaced | OrderFollowUp, event_key: int,
+                       source: Source, now: datetime, rules: Rules) -> Applied:
     if not isinstance(event, OrderPlaced) and event.order_id not in state.orders:
-        state.parked.append(
-Parked(event=event, expires_at=now + rules.orphan_ttl, source=source)
-        )
+        state.parked.append(Parked(order_id=event.order_id, occurred_at=event.occurred_at,
+                                   event_id=event.event_id, expires_at=now + rules.orphan_ttl,
+                                   source=source))
         _touch(state, event.occurred_at)
-        return Result(state, "parked", changed=True)
+        return Applied("parked", changed=True)
     try:
         _apply_to_order(state, event, rules)
     except Rejection as rejection:
-        del state.seen[event.event_id]  # a dead letter is not remembered as applied
-        return Result(state, "dead_letter", changed=False,
-                      rejected=[Rejected(source, rejection.code, rejection.message)])
+        del state.seen[event_key]  # a dead letter is not remembered as applied
+        return Applied("dead_letter", changed=False,
+                       rejected=[Rejected(source, rejection.code, rejection.message)])
     _touch(state, event.occurred_at)
-    result = Result(state, "applied", changed=True)
+    applied = Applied("applied", changed=True)
     if isinstance(event, OrderPlaced):
-        _unpark(state, event.order_id, rules, result)
-    return result
+        _unpark(state, event.order_id, rules, applied)
+    return applied
 
 
-def _unpark(state: CustomerState, order_id: str, rules: Rules, result: Result) -> None:
+def _unpark(state: CustomerState, order_id: str, rules: Rules, applied: Applied) -> None:
     """Apply, in event-time order, the parked events waiting for this order."""
-    waiting = sorted(
-        (p for p in state.parked if p.event.order_id == order_id),
-        key=lambda p: (p.event.occurred_at, p.event.event_id),
-    )
+    waiting = sorted((p for p in state.parked if p.order_id == order_id),
+                     key=lambda p: (p.occurred_at, p.event_id))
     if not waiting:
         return
-    state.parked = [p for p in state.parked if p.event.order_id != order_id]
+    state.parked = [p for p in state.parked if p.order_id != order_id]
     for parked in waiting:
+        event: OrderFollowUp = ORDER_EVENTS.validate_json(parked.source.value or b"")
         try:
-            _apply_to_order(state, parked.event, rules)
+            _apply_to_order(state, event, rules)
         except Rejection as rejection:
-            result.rejected.append(Rejected(parked.source, rejection.code, rejection.message))
+            applied.rejected.append(Rejected(parked.source, rejection.code, rejection.message))
         else:
-            result.unparked += 1
+            applied.unparked += 1
 
 
-def _apply_to_order(state: CustomerState, event: OrderPlaced | OrderFollowUp, rules: Rules) -> None:
+def _apply_to_order(state: CustomerState, event: OrderPlaced | OrderFollowUp,
+                    rules: Rules) -> None:
     if isinstance(event, OrderPlaced):
         if event.order_id in state.orders:
             raise Rejection("order_exists", f"order {event.order_id!r} was already placed")
         rate = rules.fx_rates.get(event.currency)
         if rate is None:
-            raise Rejection(
-                "unknown_currency",
-                f"no exchange rate from {event.currency} to {rules.currency}",
-            )
+            raise Rejection("unknown_currency",
+                            f"no exchange rate from {event.currency} to {rules.currency}")
         revenue, discount, cost = _price_lines(event.lines, rate, rules.default_margin)
         state.orders[event.order_id] = Order(
-            placed_at=event.occurred_at,
-            currency=event.currency,
-            fx_rate=rate,
-            revenue=revenue,
-            discount=discount,
-            cost=cost,
-            lines_at=event.occurred_at,
-            payment_due_at=event.payment_due_at,
-        )
+            placed_at=event.occurred_at, currency=event.currency, fx_rate=rate,
+            revenue=revenue, discount=discount, cost=cost, lines_at=event.occurred_at,
+            payment_due_at=event.payment_due_at)
         return
 
     order = state.orders[event.order_id]
@@ -195,8 +168,7 @@ def _apply_to_order(state: CustomerState, event: OrderPlaced | OrderFollowUp, ru
         order.amended = True
         if event.occurred_at >= order.lines_at:  # an older amendment arriving late loses
             order.revenue, order.discount, order.cost = _price_lines(
-                event.lines, order.fx_rate, rules.default_margin
-            )
+                event.lines, order.fx_rate, rules.default_margin)
             order.lines_at = event.occurred_at
     elif isinstance(event, OrderCancelled):
         if order.cancelled:
@@ -205,26 +177,25 @@ def _apply_to_order(state: CustomerState, event: OrderPlaced | OrderFollowUp, ru
     elif isinstance(event, OrderRefunded):
         if order.cancelled:
             raise Rejection("order_cancelled", f"order {event.order_id!r} is cancelled")
-        if event.event_id in order.refund_ids:
+        refund_key = id_hash(event.event_id)
+        if refund_key in order.refund_ids:
             return
         amount = event.amount * order.fx_rate
         if amount > order.revenue - order.refunded:
             raise Rejection(
                 "refund_exceeds_order",
                 f"refund of {event.amount} exceeds what is left unrefunded "
-                f"of order {event.order_id!r}",
-            )
+                f"of order {event.order_id!r}")
         order.refunded += amount
-        order.refund_ids.append(event.event_id)
+        order.refund_ids.append(refund_key)
     else:
         if order.paid_at is not None and order.paid_at != event.occurred_at:
             raise Rejection("order_already_paid", f"order {event.order_id!r} is already paid")
         order.paid_at = event.occurred_at
 
 
-def _price_lines(
-    lines: Sequence[OrderLine], rate: Decimal, default_margin: Decimal
-) -> tuple[Decimal, Decimal, Decimal]:
+def _price_lines(lines: Sequence[OrderLine], rate: Decimal, default_margin: Decimal
+                 ) -> tuple[Decimal, Decimal, Decimal]:
     """Revenue, discount and cost of a set of lines, in the base currency."""
     revenue = discount = cost = ZERO
     for line in lines:
@@ -241,16 +212,13 @@ def _price_lines(
 
 # --- tickets and emails --------------------------------------------------------------------
 
-TicketEvent = TicketOpened | TicketResolved | TicketReopened | TicketRated
-
 
 def _apply_ticket_event(state: CustomerState, event: TicketEvent) -> None:
     ticket = state.tickets.get(event.ticket_id)
     if ticket is None:
         # Events of one ticket may arrive in any order: the first one creates it.
         ticket = state.tickets[event.ticket_id] = Ticket(
-            opened_at=None, priority="normal", is_open=True, status_at=event.occurred_at
-        )
+            opened_at=None, priority="normal", is_open=True, status_at=event.occurred_at)
     if isinstance(event, TicketRated):
         if ticket.rated_at is None or event.occurred_at >= ticket.rated_at:
             ticket.csat, ticket.rated_at = event.csat, event.occurred_at
@@ -264,7 +232,7 @@ def _apply_ticket_event(state: CustomerState, event: TicketEvent) -> None:
 
 
 def _apply_email_event(state: CustomerState, event: EmailEvent) -> None:
-    emails, message, at = state.emails, event.message_id, event.occurred_at
+    emails, message, at = state.emails, id_hash(event.message_id), event.occurred_at
     match event.type:
         case "email.sent":
             emails.sent.add(message)
@@ -285,21 +253,17 @@ def _apply_email_event(state: CustomerState, event: EmailEvent) -> None:
 # --- bookkeeping -----------------------------------------------------------------------------
 
 
-def _erasure_marker(event: ErasureRequested) -> CustomerState:
-    # Only reached for an erasure newer than any earlier one (older ones are duplicates).
-    return CustomerState(customer_id=event.customer_id, erased_at=event.occurred_at)
-
-
-def _remember(state: CustomerState, event_id: str, now: datetime, rules: Rules) -> None:
+def _remember(state: CustomerState, event_key: int, now: datetime, rules: Rules) -> None:
     """Record the event id and forget the ids older than the de-duplication window."""
-    horizon = (now - rules.dedup_window).timestamp()
+    today = int(now.timestamp()) // SECONDS_PER_DAY
+    horizon = today - rules.dedup_window.days
     seen = state.seen
     while seen:
         oldest = next(iter(seen))
         if seen[oldest] >= horizon:
             break
         del seen[oldest]
-    seen[event_id] = now.timestamp()
+    seen[event_key] = today
 
 
 def _touch(state: CustomerState, occurred_at: datetime) -> None:

@@ -163,11 +163,11 @@ def mbgnbd_log_likelihood(
 
 
 def gamma_gamma_expected_value(
-    params: GammaGammaParams, x: ArrayLike, m: ArrayLike
-) -> Values:
+    params: GammaGammaParams, x: float | Values, m: float | Values
+) -> float | Values:
     """E[M | x, m] = p (v + x m) / (p x + q - 1): shrinks the observed mean spend ``m`` of
-    ``x`` repeat purchases towards the population mean (all of it when x = 0)."""
-    x, m = _arrays(x, m)
+    ``x`` repeat purchases towards the population mean (all of it when x = 0). Takes numbers
+    or arrays (a live prediction is one customer: no array needed)."""
     p, q, v = params.p, params.q, params.v
     return p * (v + x * m) / (p * x + q - 1)
 

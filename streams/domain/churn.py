@@ -24,13 +24,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from operator import attrgetter
 
 from streams.domain.btyd import NbdParams
 from streams.domain.churn_rules import ChurnRules
-from streams.domain.history import PurchaseHistory, purchase_history
-from streams.domain.models import ModelParams
-from streams.domain.predict import p_alive
+from streams.domain.history import PurchaseHistory
+from streams.domain.predict import Predictor
 from streams.domain.state import CustomerState
 
 LEVELS = ("low", "medium", "high")
@@ -62,33 +60,43 @@ def silence_points(p_alive: float | None) -> int:
 
 def other_points(state: CustomerState, as_of: datetime) -> dict[str, int]:
     """Service and engagement terms that apply at ``as_of``."""
-    reasons: list[str] = []
-    open_since = [t.opened_at or t.status_at for t in state.tickets.values() if t.is_open]
-    if open_since:
-        reasons.append("open_ticket")
-        if as_of - min(open_since) >= TICKET_OVERDUE_AFTER:
-            reasons.append("ticket_overdue")
-    rated = [t for t in state.tickets.values() if t.csat is not None]
-    if rated and max(rated, key=attrgetter("rated_at")).csat <= 2:  # type: ignore[operator]
-        reasons.append("poor_rating")
+    points: dict[str, int] = {}
+    oldest_open: datetime | None = None
+    latest_rated_at: datetime | None = None
+    latest_csat: int | None = None
+    for ticket in state.tickets.values():
+        if ticket.is_open:
+            opened = ticket.opened_or_seen_at
+            if oldest_open is None or opened < oldest_open:
+                oldest_open = opened
+        if ticket.rated_at is not None and (latest_rated_at is None
+                                            or ticket.rated_at > latest_rated_at):
+            latest_rated_at, latest_csat = ticket.rated_at, ticket.csat
+    if oldest_open is not None:
+        points["open_ticket"] = POINTS["open_ticket"]
+        if as_of - oldest_open >= TICKET_OVERDUE_AFTER:
+            points["ticket_overdue"] = POINTS["ticket_overdue"]
+    if latest_csat is not None and latest_csat <= 2:
+        points["poor_rating"] = POINTS["poor_rating"]
     emails = state.emails
     if emails.bounced:
-        reasons.append("email_bounced")
+        points["email_bounced"] = POINTS["email_bounced"]
     if emails.unsubscribed:
-        reasons.append("unsubscribed")
+        points["unsubscribed"] = POINTS["unsubscribed"]
     if len(emails.sent) >= EMAIL_SILENCE_MIN_SENT and (
         emails.last_open_at is None or as_of - emails.last_open_at >= EMAIL_SILENCE_AFTER
     ):
-        reasons.append("email_silence")
-    return {reason: POINTS[reason] for reason in reasons}
+        points["email_silence"] = POINTS["email_silence"]
+    return points
 
 
 def churn_score(state: CustomerState, p_alive: float | None, as_of: datetime) -> ChurnScore:
     points = other_points(state, as_of)
+    total = sum(points.values())
     silence = silence_points(p_alive)
+    total += silence
     if silence >= SILENCE_REASON_FROM:
         points = {"purchase_silence": silence, **points}
-    total = silence + sum(v for k, v in points.items() if k != "purchase_silence")
     ordered = sorted(points, key=lambda k: -points[k])  # stable: ties keep the order above
     return ChurnScore(score=min(100, total), reasons=tuple(ordered))
 
@@ -124,7 +132,7 @@ def next_rise_at(state: CustomerState, history: PurchaseHistory | None, level: s
 
 
 def _term_switches(state: CustomerState) -> list[datetime]:
-    times = [(t.opened_at or t.status_at) + TICKET_OVERDUE_AFTER
+    times = [t.opened_or_seen_at + TICKET_OVERDUE_AFTER
              for t in state.tickets.values() if t.is_open]
     emails = state.emails
     if len(emails.sent) >= EMAIL_SILENCE_MIN_SENT and emails.last_open_at is not None:
@@ -154,44 +162,36 @@ def _next_midnight(moment: datetime) -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
-class ChurnChange:
-    previous_level: str
+class ChurnRisk:
+    """The churn risk at a moment: level (after hysteresis), score and P(alive)."""
+
     level: str
     score: ChurnScore
     p_alive: float | None
 
 
-def current_churn(state: CustomerState, as_of: datetime, params: ModelParams,
-                  rules: ChurnRules, history: PurchaseHistory | None = None
-                  ) -> tuple[str, ChurnScore, float | None]:
-    """Level, score and P(alive) at ``as_of``, given the level the customer is at
-    (``history``: the customer's purchase history, if the caller has it already)."""
-    history = history or purchase_history(state)
-    alive = p_alive(history, as_of, params) if history else None
+@dataclass(frozen=True, slots=True)
+class ChurnChange:
+    previous_level: str
+    risk: ChurnRisk
+
+
+def current_churn(state: CustomerState, history: PurchaseHistory | None, as_of: datetime,
+                  predictor: Predictor, rules: ChurnRules) -> ChurnRisk:
+    """Level, score and P(alive) at ``as_of``, given the level the customer is at."""
+    alive = predictor.p_alive(history, as_of) if history is not None else None
     score = churn_score(state, alive, as_of)
-    return level_after(state.churn_level, score.score, rules), score, alive
+    return ChurnRisk(level_after(state.churn_level, score.score, rules), score, alive)
 
 
-def assess_churn(state: CustomerState, now: datetime, params: ModelParams,
-                 rules: ChurnRules) -> ChurnChange | None:
+def assess_churn(state: CustomerState, history: PurchaseHistory | None, now: datetime,
+                 predictor: Predictor, rules: ChurnRules) -> tuple[ChurnRisk, ChurnChange | None]:
     """Move the customer to the level of ``now`` and schedule the next check; return the
-    change of level, if there is one."""
-    history = purchase_history(state)
-    level, score, alive = current_churn(state, now, params, rules, history)
+    risk now and the change of level, if there is one."""
+    risk = current_churn(state, history, now, predictor, rules)
     previous = state.churn_level
-    state.churn_level = level
+    state.churn_level = risk.level
     state.churn_assessed_at = now
-    state.churn_check_at = next_rise_at(state, history, level, now, params.mbgnbd, rules)
-    if level == previous:
-        return None
-    return ChurnChange(previous_level=previous, level=level, score=score, p_alive=alive)
-
-
-def decision_time(state: CustomerState, occurred_at: datetime, now: datetime) -> datetime:
-    """When an event's effect on churn risk is decided: at the event's own time (so a fast
-    replay decides as live did), never before the customer's last assessment, never after
-    the processor's now."""
-    moment = occurred_at
-    if state.churn_assessed_at is not None and state.churn_assessed_at > moment:
-        moment = state.churn_assessed_at
-    return min(moment, now)
+    state.churn_check_at = next_rise_at(state, history, risk.level, now,
+                                        predictor.params.mbgnbd, rules)
+    return risk, (ChurnChange(previous, risk) if risk.level != previous else None)

@@ -15,14 +15,13 @@ platinum cut-off) and urgency is the reason's own (``REASONS``).
 
 from __future__ import annotations
 
-import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
-from streams.domain.history import purchase_history
-from streams.domain.state import CustomerState, Order, PendingFollowUp
+from streams.domain.history import PurchaseHistory
+from streams.domain.state import CustomerState, Order, PendingFollowUp, Ticket
 
 TOP_TIERS = ("gold", "platinum")
 DONE_MEMORY = timedelta(days=120)  # longer than any due date stays relevant
@@ -72,13 +71,15 @@ class FollowUpRules:
 
 @dataclass(frozen=True, slots=True)
 class ValueFacts:
-    """What the value side knows at the moment of a decision."""
+    """What the rest of the decision knows about the customer at its moment."""
 
+    live: list[Order]  # non-cancelled orders, oldest first
+    history: PurchaseHistory | None
     clv: float | None
     tier: str | None
     platinum_cut: float
     became_high_risk: bool  # the churn level changed to high in this decision
-    churn: dict[str, Any] = field(default_factory=dict)
+    churn: dict[str, Any]  # level, score, reasons (for a win-back's context)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,22 +105,24 @@ def plan(state: CustomerState, at: datetime, facts: ValueFacts,
     """After an event or a time step at ``at``: drop pending follow-ups whose condition no
     longer holds, and add the new candidates (one pending per reason)."""
     dropped = [Dropped(r, "condition") for r, p in state.followups.items()
-               if not _holds(state, p, at, rules)]
+               if not _holds(state, p, at, facts, rules)]
     for item in dropped:
         del state.followups[item.reason]
     for reason, due_at, subject in _candidates(state, at, facts, rules):
+        if reason in state.followups:
+            continue  # one is pending for this reason
+        last = state.followups_sent.get(reason)
+        if last is not None and due_at < last + rules.cooldown:
+            continue  # in its cool-down: not even pending
         candidate = PendingFollowUp(reason=reason, due_at=due_at,
                                     expires_at=due_at + REASONS[reason].valid_for,
                                     subject=subject)
-        last = state.followups_sent.get(reason)
-        if candidate.key in state.followups_done or reason in state.followups:
-            continue  # handled already, or one is pending for this reason
-        if last is not None and due_at < last + rules.cooldown:
-            continue  # in its cool-down: not even pending
-        state.followups[reason] = candidate
+        if candidate.key not in state.followups_done:  # not handled already
+            state.followups[reason] = candidate
     state.value_tier = facts.tier
     horizon = at - DONE_MEMORY
-    state.followups_done = {k: d for k, d in state.followups_done.items() if d > horizon}
+    if any(d <= horizon for d in state.followups_done.values()):
+        state.followups_done = {k: d for k, d in state.followups_done.items() if d > horizon}
     return dropped
 
 
@@ -137,7 +140,7 @@ def fire(state: CustomerState, at: datetime, now: datetime, facts: ValueFacts,
         last = state.followups_sent.get(pending.reason)
         if now >= pending.expires_at:
             dropped.append(Dropped(pending.reason, "expired"))
-        elif not _holds(state, pending, at, rules):
+        elif not _holds(state, pending, at, facts, rules):
             dropped.append(Dropped(pending.reason, "condition"))
         elif last is not None and at < last + rules.cooldown:
             dropped.append(Dropped(pending.reason, "cool_down"))
@@ -180,16 +183,30 @@ def _cap_frees_at(state: CustomerState, at: datetime, rules: FollowUpRules) -> d
 def _candidates(state: CustomerState, at: datetime, facts: ValueFacts,
                 rules: FollowUpRules) -> list[tuple[str, datetime, str]]:
     found: list[tuple[str, datetime, str]] = []
-    live = _live_orders(state)
-    history = purchase_history(state)
+    live, history = facts.live, facts.history
     if len(live) == 1 and not _ticket_opened_since(state, live[0].placed_at):
         found.append(("first_order_check_in", live[0].placed_at + rules.check_in_after, "first"))
     if history is not None and history.purchase_days >= 2:
         days = sorted(history.net_by_day)
-        median = statistics.median((b - a).days for a, b in pairwise(days))
+        gaps = sorted((b - a).days for a, b in pairwise(days))
+        middle = len(gaps) // 2
+        median = gaps[middle] if len(gaps) % 2 else (gaps[middle - 1] + gaps[middle]) / 2
         interval = max(timedelta(days=median), rules.reorder_min_interval)
         last = live[-1].placed_at
         found.append(("reorder_due", last + interval, last.isoformat()))
+    if state.tickets:
+        _ticket_candidates(state, rules, found)
+    if facts.became_high_risk and facts.tier in TOP_TIERS:
+        found.append(("win_back", at, "high"))
+    if _warm(state, at, facts, rules):
+        found.append(("warm_lead", at, "clicks"))
+    if facts.tier == "platinum" and state.value_tier != "platinum":
+        found.append(("vip_thank_you", at, "platinum"))
+    return found
+
+
+def _ticket_candidates(state: CustomerState, rules: FollowUpRules,
+                       found: list[tuple[str, datetime, str]]) -> None:
     resolved = [(tid, t) for tid, t in state.tickets.items() if not t.is_open]
     if resolved:
         tid, ticket = max(resolved, key=lambda item: item[1].status_at)
@@ -204,20 +221,13 @@ def _candidates(state: CustomerState, at: datetime, facts: ValueFacts,
     if open_tickets:
         tid, ticket = min(open_tickets, key=lambda item: _overdue_at(item[1], rules))
         found.append(("ticket_overdue", _overdue_at(ticket, rules), tid))
-    if facts.became_high_risk and facts.tier in TOP_TIERS:
-        found.append(("win_back", at, "high"))
-    if _warm(state, at, rules):
-        found.append(("warm_lead", at, "clicks"))
-    if facts.tier == "platinum" and state.value_tier != "platinum":
-        found.append(("vip_thank_you", at, "platinum"))
-    return found
 
 
-def _holds(state: CustomerState, pending: PendingFollowUp, at: datetime,
+def _holds(state: CustomerState, pending: PendingFollowUp, at: datetime, facts: ValueFacts,
            rules: FollowUpRules) -> bool:
     """Does the reason's condition still hold at ``at``?"""
     reason, subject = pending.reason, pending.subject
-    live = _live_orders(state)
+    live = facts.live
     if reason == "first_order_check_in":
         return len(live) == 1 and not _ticket_opened_since(state, live[0].placed_at)
     if reason == "reorder_due":
@@ -232,31 +242,26 @@ def _holds(state: CustomerState, pending: PendingFollowUp, at: datetime,
     if reason == "win_back":
         return state.churn_level == "high"
     if reason == "warm_lead":
-        return _warm(state, at, rules)
+        return _warm(state, at, facts, rules)
     return state.value_tier == "platinum"  # vip_thank_you
 
 
-def _live_orders(state: CustomerState) -> list[Order]:
-    """Non-cancelled orders, oldest first."""
-    return sorted((o for o in state.orders.values() if not o.cancelled),
-                  key=lambda o: o.placed_at)
-
-
-def _overdue_at(ticket: Any, rules: FollowUpRules) -> datetime:
+def _overdue_at(ticket: Ticket, rules: FollowUpRules) -> datetime:
     urgent = ticket.priority in ("high", "urgent")
-    opened = ticket.opened_at or ticket.status_at
-    return opened + (rules.overdue_urgent if urgent else rules.overdue_other)
+    return ticket.opened_or_seen_at + (rules.overdue_urgent if urgent else rules.overdue_other)
 
 
 def _ticket_opened_since(state: CustomerState, moment: datetime) -> bool:
-    return any((t.opened_at or t.status_at) > moment for t in state.tickets.values())
+    return any(t.opened_or_seen_at > moment for t in state.tickets.values())
 
 
-def _warm(state: CustomerState, at: datetime, rules: FollowUpRules) -> bool:
-    clicks = [t for t in state.emails.click_times if at - rules.warm_lead_window < t <= at]
-    recent_order = any(at - rules.warm_lead_quiet < o.placed_at <= at
-                       for o in state.orders.values() if not o.cancelled)
-    return len(clicks) >= rules.warm_lead_clicks and not recent_order
+def _warm(state: CustomerState, at: datetime, facts: ValueFacts, rules: FollowUpRules) -> bool:
+    clicks = state.emails.click_times
+    if len(clicks) < rules.warm_lead_clicks:
+        return False
+    recent = sum(1 for t in clicks if at - rules.warm_lead_window < t <= at)
+    recent_order = any(at - rules.warm_lead_quiet < o.placed_at <= at for o in facts.live)
+    return recent >= rules.warm_lead_clicks and not recent_order
 
 
 def _context(state: CustomerState, pending: PendingFollowUp, facts: ValueFacts
@@ -267,10 +272,9 @@ def _context(state: CustomerState, pending: PendingFollowUp, facts: ValueFacts
     if ticket is not None:
         context.update(ticket_id=pending.subject, ticket_priority=ticket.priority,
                        ticket_open=ticket.is_open, csat=ticket.csat)
-    live = [o for o in state.orders.values() if not o.cancelled]
-    if live:
-        context.update(orders=len(live),
-                       last_order_at=max(o.placed_at for o in live).isoformat())
+    if facts.live:
+        context.update(orders=len(facts.live),
+                       last_order_at=facts.live[-1].placed_at.isoformat())
     if pending.reason == "win_back":
         context["churn_risk"] = facts.churn
     if pending.reason == "warm_lead":

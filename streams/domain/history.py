@@ -2,41 +2,27 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from streams.domain.state import ZERO, CustomerState
+from streams.domain.state import ZERO, CustomerState, Order
 
 
-@dataclass(frozen=True, slots=True)
 class PurchaseHistory:
     """Purchase days are the distinct UTC dates with at least one non-cancelled order."""
 
-    net_by_day: dict[date, Decimal]  # net revenue (after refunds) per purchase day
+    __slots__ = ("first_day", "frequency", "last_day", "net_by_day", "recency_days")
 
-    @property
-    def first_day(self) -> date:
-        return min(self.net_by_day)
-
-    @property
-    def last_day(self) -> date:
-        return max(self.net_by_day)
+    def __init__(self, net_by_day: dict[date, Decimal]) -> None:
+        self.net_by_day = net_by_day  # net revenue (after refunds) per purchase day
+        self.first_day = min(net_by_day)
+        self.last_day = max(net_by_day)
+        self.frequency = len(net_by_day) - 1  # repeat purchase days (x)
+        self.recency_days = (self.last_day - self.first_day).days  # t_x
 
     @property
     def purchase_days(self) -> int:
         return len(self.net_by_day)
-
-    @property
-    def frequency(self) -> int:
-        """Repeat purchase days (x)."""
-        return self.purchase_days - 1
-
-    @property
-    def recency_days(self) -> int:
-        """Last purchase day - first purchase day (t_x)."""
-        return (self.last_day - self.first_day).days
 
     def age_days(self, as_of: datetime) -> int:
         """as_of's UTC date - first purchase day (T); never less than the recency."""
@@ -48,10 +34,10 @@ class PurchaseHistory:
     @property
     def monetary_value(self) -> Decimal:
         """Mean net revenue per purchase day over the days after the first (0 if none)."""
-        days = sorted(self.net_by_day)[1:]
-        if not days:
+        if self.frequency == 0:
             return ZERO
-        return sum((self.net_by_day[d] for d in days), ZERO) / len(days)
+        total = sum(self.net_by_day.values(), ZERO) - self.net_by_day[self.first_day]
+        return total / self.frequency
 
     @property
     def mean_day_value(self) -> Decimal:
@@ -59,10 +45,18 @@ class PurchaseHistory:
         return sum(self.net_by_day.values(), ZERO) / self.purchase_days
 
 
-def purchase_history(state: CustomerState) -> PurchaseHistory | None:
-    """``None`` before a first (non-cancelled) purchase."""
-    net_by_day: dict[date, Decimal] = defaultdict(lambda: ZERO)
-    for order in state.orders.values():
-        if not order.cancelled:
-            net_by_day[order.placed_at.astimezone(UTC).date()] += order.revenue - order.refunded
-    return PurchaseHistory(dict(net_by_day)) if net_by_day else None
+def live_orders(state: CustomerState) -> list[Order]:
+    """Non-cancelled orders, oldest first."""
+    return sorted((o for o in state.orders.values() if not o.cancelled),
+                  key=lambda o: o.placed_at)
+
+
+def purchase_history(live: list[Order]) -> PurchaseHistory | None:
+    """The history of the live (non-cancelled) orders; ``None`` before a first purchase."""
+    if not live:
+        return None
+    net_by_day: dict[date, Decimal] = {}
+    for order in live:
+        day = order.placed_at.astimezone(UTC).date()
+        net_by_day[day] = net_by_day.get(day, ZERO) + order.revenue - order.refunded
+    return PurchaseHistory(net_by_day)

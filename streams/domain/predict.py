@@ -19,11 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from functools import lru_cache
-from typing import Any
 
 from streams.domain.btyd import (
-    NbdParams,
     gamma_gamma_expected_value,
     mbgnbd_expected_purchases,
     mbgnbd_p_alive,
@@ -46,11 +43,20 @@ SEGMENTS: tuple[tuple[tuple[int, int], tuple[int, int], str], ...] = (
     ((4, 5), (2, 3), "Potential Loyalists"),
     ((5, 5), (4, 5), "Champions"),
 )
+SEGMENT_OF = {(r, f): name for (r_low, r_high), (f_low, f_high), name in SEGMENTS
+              for r in range(r_low, r_high + 1) for f in range(f_low, f_high + 1)}
 
 
 def segment(r: int, f: int) -> str:
-    return next(name for (r_low, r_high), (f_low, f_high), name in SEGMENTS
-                if r_low <= r <= r_high and f_low <= f <= f_high)
+    return SEGMENT_OF[r, f]
+
+
+@dataclass(frozen=True, slots=True)
+class Rfm:
+    r: int
+    f: int
+    m: int
+    segment: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,56 +65,72 @@ class Prediction:
     expected_purchases_90d: float
     expected_order_value: float
     predicted_clv_365d: float
-    rfm: dict[str, Any]
     value_tier: str
 
 
-# The model formulas take whole days (x, t_x, age), so customers share arguments: one
-# evaluation each, remembered (at most 65,536 of each, a few MB).
-@lru_cache(maxsize=65_536)
-def _p_alive(params: NbdParams, x: int, t_x: int, age: int) -> float:
-    return float(mbgnbd_p_alive(params, x, t_x, age))
+class Predictor:
+    """The model parameters in force, with the model formulas remembered per whole-day
+    arguments (x, t_x, age): many customers share them, so most predictions are a lookup.
+    At most ``memo_size`` entries of each are kept (a few MB)."""
 
+    def __init__(self, params: ModelParams, memo_size: int = 65_536) -> None:
+        self.params = params
+        self.memo_size = memo_size
+        self._alive: dict[tuple[int, int, int], float] = {}
+        self._purchases: dict[tuple[int, int, int], tuple[float, float]] = {}
 
-@lru_cache(maxsize=65_536)
-def _expected_purchases(params: NbdParams, x: int, t_x: int, age: int) -> tuple[float, float]:
-    in_90, in_365 = mbgnbd_expected_purchases(params, [90, 365], x, t_x, age)
-    return float(in_90), float(in_365)
+    def p_alive(self, history: PurchaseHistory, as_of: datetime) -> float:
+        key = (history.frequency, history.recency_days, history.age_days(as_of))
+        alive = self._alive.get(key)
+        if alive is None:
+            if len(self._alive) >= self.memo_size:
+                self._alive.clear()
+            alive = self._alive[key] = float(mbgnbd_p_alive(self.params.mbgnbd, *key))
+        return alive
 
+    def expected_purchases(self, history: PurchaseHistory, as_of: datetime
+                           ) -> tuple[float, float]:
+        """Expected purchase days in the next 90 and 365 days."""
+        key = (history.frequency, history.recency_days, history.age_days(as_of))
+        purchases = self._purchases.get(key)
+        if purchases is None:
+            if len(self._purchases) >= self.memo_size:
+                self._purchases.clear()
+            in_90, in_365 = mbgnbd_expected_purchases(self.params.mbgnbd, [90, 365], *key)
+            purchases = self._purchases[key] = (float(in_90), float(in_365))
+        return purchases
 
-def p_alive(history: PurchaseHistory, as_of: datetime, params: ModelParams) -> float:
-    return _p_alive(params.mbgnbd, history.frequency, history.recency_days,
-                    history.age_days(as_of))
+    def order_value(self, history: PurchaseHistory) -> float:
+        """Gamma-Gamma expected net revenue per purchase day."""
+        return float(gamma_gamma_expected_value(
+            self.params.gamma_gamma, history.frequency, float(history.monetary_value)))
 
+    def clv(self, history: PurchaseHistory, as_of: datetime, margin_rate: Decimal) -> float:
+        _, purchases_365 = self.expected_purchases(history, as_of)
+        return purchases_365 * self.order_value(history) * float(margin_rate)
 
-def predict(history: PurchaseHistory, as_of: datetime, margin_rate: Decimal,
-            params: ModelParams) -> Prediction:
-    x, t_x, age = history.frequency, history.recency_days, history.age_days(as_of)
-    purchases_90, purchases_365 = _expected_purchases(params.mbgnbd, x, t_x, age)
-    order_value = float(gamma_gamma_expected_value(params.gamma_gamma, x,
-                                                   float(history.monetary_value)))
-    clv = purchases_365 * order_value * float(margin_rate)
-    return Prediction(
-        p_alive=p_alive(history, as_of, params),
-        expected_purchases_90d=purchases_90,
-        expected_order_value=order_value,
-        predicted_clv_365d=clv,
-        rfm=rfm(history, as_of, params),
-        value_tier=value_tier(clv, params),
-    )
+    def predict(self, history: PurchaseHistory, as_of: datetime, margin_rate: Decimal
+                ) -> Prediction:
+        clv = self.clv(history, as_of, margin_rate)
+        return Prediction(
+            p_alive=self.p_alive(history, as_of),
+            expected_purchases_90d=self.expected_purchases(history, as_of)[0],
+            expected_order_value=self.order_value(history),
+            predicted_clv_365d=clv,
+            value_tier=value_tier(clv, self.params),
+        )
+
+    def rfm(self, history: PurchaseHistory, as_of: datetime) -> Rfm:
+        cuts = self.params.rfm
+        r = 6 - quintile(history.days_since_last(as_of), cuts.recency_days)
+        f = quintile(history.purchase_days, cuts.frequency)
+        m = quintile(float(history.mean_day_value), cuts.monetary)
+        return Rfm(r=r, f=f, m=m, segment=segment(r, f))
 
 
 def quintile(value: float, cuts: tuple[float, ...]) -> int:
     """1 + the number of cut-offs the value is above: 1..5."""
     return 1 + sum(1 for cut in cuts if value > cut)
-
-
-def rfm(history: PurchaseHistory, as_of: datetime, params: ModelParams) -> dict[str, Any]:
-    cuts = params.rfm
-    r = 6 - quintile(history.days_since_last(as_of), cuts.recency_days)
-    f = quintile(history.purchase_days, cuts.frequency)
-    m = quintile(float(history.mean_day_value), cuts.monetary)
-    return {"r": r, "f": f, "m": m, "segment": segment(r, f)}
 
 
 def value_tier(clv: float, params: ModelParams) -> str:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
 
+from schemas.outputs import ChurnRiskView, PendingFollowUpView, Profile, RfmView
 from streams.domain.churn import current_churn
-from streams.domain.history import PurchaseHistory, purchase_history
-from streams.domain.models import ModelParams
-from streams.domain.predict import predict
+from streams.domain.history import PurchaseHistory, live_orders, purchase_history
+from streams.domain.predict import Predictor
 from streams.domain.rules import Rules
-from streams.domain.state import ZERO, CustomerState
+from streams.domain.state import ZERO, CustomerState, Order
 
 CENT = Decimal("0.01")
 RATE = Decimal("0.0001")
@@ -35,106 +34,127 @@ def rate(part: Decimal | int, whole: Decimal | int) -> float | None:
     return float((Decimal(part) / Decimal(whole)).quantize(RATE, rounding=ROUND_HALF_UP))
 
 
-def timestamp(moment: datetime | None) -> str | None:
-    if moment is None:
+def timestamp(moment: datetime) -> str:
+    """RFC 3339 in UTC with ``Z``."""
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def optional_timestamp(moment: datetime | None) -> str | None:
+    return None if moment is None else timestamp(moment)
+
+
+def margin_rate(live: list[Order]) -> Decimal | None:
+    """(gross margin - refunded margin) / net revenue of the live orders."""
+    net_revenue = sum((o.revenue - o.refunded for o in live), ZERO)
+    if not net_revenue:
         return None
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return sum((o.margin - o.refunded_margin for o in live), ZERO) / net_revenue
 
 
-def build_profile(
-    state: CustomerState, as_of: datetime, rules: Rules, params: ModelParams
-) -> dict[str, Any]:
-    """The profile of SPEC section 4 as a JSON-ready dict."""
-    live = [o for o in state.orders.values() if not o.cancelled]
-    cancelled = len(state.orders) - len(live)
-    revenue = sum((o.revenue for o in live), ZERO)
-    refunds = sum((o.refunded for o in live), ZERO)
-    gross_margin = sum((o.margin for o in live), ZERO)
-    refunded_margin = sum((o.refunded_margin for o in live), ZERO)
-    discounts = sum((o.discount for o in live), ZERO)
+def build_profile(state: CustomerState, as_of: datetime, rules: Rules,
+                  predictor: Predictor) -> Profile:
+    """The profile of the README's *The profile* section."""
+    live = live_orders(state)
+    all_orders = len(state.orders)
+    revenue = refunds = gross_margin = refunded_margin = discounts = ZERO
+    for order in live:
+        revenue += order.revenue
+        refunds += order.refunded
+        gross_margin += order.margin
+        refunded_margin += order.refunded_margin
+        discounts += order.discount
+    paid = late = amended = 0
+    for order in state.orders.values():
+        amended += order.amended
+        if order.paid_at is not None:
+            paid += 1
+            late += order.paid_late
+    cancelled = all_orders - len(live)
     support_cost = len(state.tickets) * rules.ticket_cost
-    paid = [o for o in state.orders.values() if o.paid_at is not None]
-    late = sum(1 for o in paid if o.paid_late)
-    amended = sum(1 for o in state.orders.values() if o.amended)
     net_revenue = revenue - refunds
-    history = purchase_history(state)
-    margin_rate = (gross_margin - refunded_margin) / net_revenue if net_revenue else None
+    history = purchase_history(live)
+    own_margin = (gross_margin - refunded_margin) / net_revenue if net_revenue else None
+    emails = state.emails
+    sent, opened = len(emails.sent), len(emails.opened)
 
-    return {
-        "customer_id": state.customer_id,
-        "as_of": timestamp(as_of),
-        "first_seen_at": timestamp(state.first_seen_at),
-        "updated_at": timestamp(state.updated_at),
-        # purchases
-        "orders": len(live),
-        "first_order_at": timestamp(min((o.placed_at for o in live), default=None)),
-        "last_order_at": timestamp(max((o.placed_at for o in live), default=None)),
-        "revenue": money(revenue),
-        "refunds": money(refunds),
-        "net_revenue": money(net_revenue),
-        "gross_margin": money(gross_margin),
-        "discounts": money(discounts),
-        "average_order_value": money(revenue / len(live)) if live else None,
-        "cancelled_orders": cancelled,
-        "amended_orders": amended,
-        "late_payments": late,
-        "paid_orders": len(paid),
-        # profitability
-        "margin_rate": rate(margin_rate, 1) if margin_rate is not None else None,
-        "discount_rate": rate(discounts, revenue + discounts),
-        "cancel_rate": rate(cancelled, len(state.orders)),
-        "amend_rate": rate(amended, len(state.orders)),
-        "late_payment_rate": rate(late, len(paid)),
-        "support_cost": money(support_cost),
-        "net_profit": money(gross_margin - refunded_margin - support_cost),
-        **_service(state, as_of),
-        **_engagement(state),
+    tickets = state.tickets.values()
+    open_since = [t.opened_or_seen_at for t in tickets if t.is_open]
+    window_start = as_of - TICKET_WINDOW
+    rated = sorted((t for t in tickets if t.rated_at is not None),
+                   key=lambda t: t.rated_at)  # type: ignore[arg-type, return-value]
+
+    risk = current_churn(state, history, as_of, predictor, rules.churn)
+    prediction = None
+    if history is not None:
+        prediction = predictor.predict(
+            history, as_of, own_margin if own_margin is not None else rules.default_margin)
+    return Profile(
+        customer_id=state.customer_id,
+        as_of=timestamp(as_of),
+        first_seen_at=optional_timestamp(state.first_seen_at),
+        updated_at=optional_timestamp(state.updated_at),
+        orders=len(live),
+        first_order_at=timestamp(live[0].placed_at) if live else None,
+        last_order_at=timestamp(live[-1].placed_at) if live else None,
+        revenue=money(revenue),
+        refunds=money(refunds),
+        net_revenue=money(net_revenue),
+        gross_margin=money(gross_margin),
+        discounts=money(discounts),
+        average_order_value=money(revenue / len(live)) if live else None,
+        cancelled_orders=cancelled,
+        amended_orders=amended,
+        late_payments=late,
+        paid_orders=paid,
+        margin_rate=rate(own_margin, 1) if own_margin is not None else None,
+        discount_rate=rate(discounts, revenue + discounts),
+        cancel_rate=rate(cancelled, all_orders),
+        amend_rate=rate(amended, all_orders),
+        late_payment_rate=rate(late, paid),
+        support_cost=money(support_cost),
+        net_profit=money(gross_margin - refunded_margin - support_cost),
+        tickets_total=len(state.tickets),
+        tickets_open=len(open_since),
+        tickets_90d=sum(1 for t in tickets if window_start < t.opened_or_seen_at <= as_of),
+        oldest_open_ticket_at=timestamp(min(open_since)) if open_since else None,
+        csat_average=rate(sum(t.csat or 0 for t in rated), len(rated)),
+        csat_last=rated[-1].csat if rated else None,
+        emails_sent=sent,
+        emails_opened=opened,
+        emails_clicked=len(emails.clicked),
+        open_rate=rate(min(opened, sent), sent),
+        last_open_at=optional_timestamp(emails.last_open_at),
+        last_click_at=optional_timestamp(emails.last_click_at),
+        unsubscribed=emails.unsubscribed,
+        bounced=emails.bounced,
         **_purchase_statistics(history, as_of),
-        **_predictive(state, history, as_of, margin_rate, rules, params),
-        "follow_ups": pending_follow_ups(state),
-    }
+        p_alive=round(prediction.p_alive, 4) if prediction else None,
+        expected_purchases_90d=(round(prediction.expected_purchases_90d, 4)
+                                if prediction else None),
+        expected_order_value=(money(Decimal(prediction.expected_order_value))
+                              if prediction else None),
+        predicted_clv_365d=(money(Decimal(prediction.predicted_clv_365d))
+                            if prediction else None),
+        churn_risk=ChurnRiskView(level=risk.level, score=risk.score.score,
+                                 reasons=list(risk.score.reasons)),
+        rfm=_rfm(predictor, history, as_of),
+        value_tier=prediction.value_tier if prediction else None,
+        follow_ups=pending_follow_ups(state),
+    )
 
 
-def pending_follow_ups(state: CustomerState) -> list[dict[str, Any]]:
+def pending_follow_ups(state: CustomerState) -> list[PendingFollowUpView]:
     return [
-        {"reason": f.reason, "due_at": timestamp(f.due_at), "expires_at": timestamp(f.expires_at)}
+        PendingFollowUpView(reason=f.reason, due_at=timestamp(f.due_at),
+                            expires_at=timestamp(f.expires_at))
         for f in sorted(state.followups.values(), key=lambda f: (f.due_at, f.reason))
     ]
 
 
-def _service(state: CustomerState, as_of: datetime) -> dict[str, Any]:
-    tickets = state.tickets.values()
-    open_since = [t.opened_at or t.status_at for t in tickets if t.is_open]
-    window_start = as_of - TICKET_WINDOW
-    rated = sorted((t for t in tickets if t.rated_at is not None), key=lambda t: t.rated_at)  # type: ignore[arg-type, return-value]
-    return {
-        "tickets_total": len(state.tickets),
-        "tickets_open": len(open_since),
-        "tickets_90d": sum(
-            1 for t in tickets if window_start < (t.opened_at or t.status_at) <= as_of
-        ),
-        "oldest_open_ticket_at": timestamp(min(open_since, default=None)),
-        "csat_average": rate(sum(t.csat or 0 for t in rated), len(rated)),
-        "csat_last": rated[-1].csat if rated else None,
-    }
-
-
-def _engagement(state: CustomerState) -> dict[str, Any]:
-    emails = state.emails
-    opened = len(emails.opened)
-    return {
-        "emails_sent": len(emails.sent),
-        "emails_opened": opened,
-        "emails_clicked": len(emails.clicked),
-        "open_rate": rate(min(opened, len(emails.sent)), len(emails.sent)),
-        "last_open_at": timestamp(emails.last_open_at),
-        "last_click_at": timestamp(emails.last_click_at),
-        "unsubscribed": emails.unsubscribed,
-        "bounced": emails.bounced,
-    }
-
-
-def _purchase_statistics(history: PurchaseHistory | None, as_of: datetime) -> dict[str, Any]:
+def _purchase_statistics(history: PurchaseHistory | None, as_of: datetime
+                         ) -> dict[str, int | float | None]:
     if history is None:
         return {"frequency": None, "recency_days": None, "age_days": None, "monetary_value": None}
     return {
@@ -145,27 +165,9 @@ def _purchase_statistics(history: PurchaseHistory | None, as_of: datetime) -> di
     }
 
 
-def _predictive(state: CustomerState, history: PurchaseHistory | None, as_of: datetime,
-                margin_rate: Decimal | None, rules: Rules, params: ModelParams) -> dict[str, Any]:
-    level, churn, _ = current_churn(state, as_of, params, rules.churn, history)
-    block: dict[str, Any] = {
-        "p_alive": None,
-        "expected_purchases_90d": None,
-        "expected_order_value": None,
-        "predicted_clv_365d": None,
-        "churn_risk": {"level": level, "score": churn.score, "reasons": list(churn.reasons)},
-        "rfm": None,
-        "value_tier": None,
-    }
-    if history is not None:
-        margin = margin_rate if margin_rate is not None else rules.default_margin
-        prediction = predict(history, as_of, margin, params)
-        block.update(
-            p_alive=round(prediction.p_alive, 4),
-            expected_purchases_90d=round(prediction.expected_purchases_90d, 4),
-            expected_order_value=money(Decimal(prediction.expected_order_value)),
-            predicted_clv_365d=money(Decimal(prediction.predicted_clv_365d)),
-            rfm=prediction.rfm,
-            value_tier=prediction.value_tier,
-        )
-    return block
+def _rfm(predictor: Predictor, history: PurchaseHistory | None, as_of: datetime
+         ) -> RfmView | None:
+    if history is None:
+        return None
+    rfm = predictor.rfm(history, as_of)
+    return RfmView(r=rfm.r, f=rfm.f, m=rfm.m, segment=rfm.segment)

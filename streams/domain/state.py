@@ -1,26 +1,34 @@
-"""What valuestream remembers about one customer, as small dataclasses.
+"""What valuestream remembers about one customer.
 
-A customer's whole state is one value in the customer table: one read and one write per
-event, and the de-duplication memory is written atomically with the change it guards.
-Amounts are exact decimals in the base currency; times are aware UTC datetimes.
+The state is a tree of small typed records. They are ``msgspec.Struct`` classes so that the
+plumbing can store them compactly (positional arrays, see ``streams/codec.py``); the domain
+only uses them as plain typed records. Amounts are exact decimals in the base currency;
+times are aware UTC datetimes.
+
+Identifiers that are only ever compared, never shown (event ids, email message ids, refund
+ids, follow-ups already handled), are kept as 64-bit hashes (``id_hash``): 8 bytes instead of
+a 20-40 character string. Two different ids share a hash with probability about n^2 / 2^65
+for n ids of one customer, i.e. never in practice.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from hashlib import blake2b
 
-from pydantic import TypeAdapter
-
-from schemas.events import OrderAmended, OrderCancelled, OrderPaid, OrderRefunded
+from msgspec import Struct, field
 
 ZERO = Decimal(0)
-OrderFollowUp = OrderAmended | OrderCancelled | OrderRefunded | OrderPaid
 
 
-@dataclass(slots=True)
-class Order:
+def id_hash(text: str) -> int:
+    """A stable 64-bit hash of an identifier (Python's own ``hash`` changes per process)."""
+    return int.from_bytes(blake2b(text.encode(), digest_size=8).digest(), "big")
+
+
+class Order(Struct, array_like=True, gc=False):
     placed_at: datetime
     currency: str
     fx_rate: Decimal  # base units per unit of the order's currency, fixed at placement
@@ -30,7 +38,7 @@ class Order:
     lines_at: datetime  # occurred_at of the event whose lines are current (latest wins)
     payment_due_at: datetime | None = None
     refunded: Decimal = ZERO
-    refund_ids: list[str] = field(default_factory=list)
+    refund_ids: list[int] = []  # id_hash of each refund event applied
     cancelled: bool = False
     amended: bool = False
     paid_at: datetime | None = None
@@ -55,8 +63,7 @@ class Order:
         )
 
 
-@dataclass(slots=True)
-class Ticket:
+class Ticket(Struct, array_like=True, gc=False):
     opened_at: datetime | None  # None while only later events of the ticket have arrived
     priority: str
     is_open: bool
@@ -64,62 +71,65 @@ class Ticket:
     csat: int | None = None
     rated_at: datetime | None = None
 
+    @property
+    def opened_or_seen_at(self) -> datetime:
+        return self.opened_at or self.status_at
 
-@dataclass(slots=True)
-class Emails:
-    sent: set[str] = field(default_factory=set)
-    click_times: list[datetime] = field(default_factory=list)  # the last 90 days of clicks
-    opened: set[str] = field(default_factory=set)
-    clicked: set[str] = field(default_factory=set)
+
+class Emails(Struct, array_like=True, gc=False):
+    sent: set[int] = set()  # id_hash of distinct message ids
+    opened: set[int] = set()
+    clicked: set[int] = set()
+    click_times: list[datetime] = []  # the last 90 days of clicks, oldest first
     last_open_at: datetime | None = None
     last_click_at: datetime | None = None
     unsubscribed: bool = False
     bounced: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Source:
-    """Where a message came from, kept so a parked event can still become a dead letter."""
+class Source(Struct, array_like=True, gc=False, frozen=True):
+    """Where a message came from: enough to write it as a dead letter with its original bytes,
+    and to order it (``rank`` of its topic, ``offset``) among events of the same moment."""
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None
+    rank: int = 0
 
 
-@dataclass(slots=True)
-class Parked:
-    """An order event whose order is not known yet."""
+class Parked(Struct, array_like=True, gc=False):
+    """An order event whose order is not known yet, kept as its original message."""
 
-    event: OrderFollowUp
+    order_id: str
+    occurred_at: datetime
+    event_id: str
     expires_at: datetime  # processor time after which it becomes an orphan_expired dead letter
     source: Source
 
 
-@dataclass(slots=True)
-class PendingFollowUp:
+class PendingFollowUp(Struct, array_like=True, gc=False):
     reason: str
     due_at: datetime
     expires_at: datetime
     subject: str  # what it is about (a ticket id, the last order's time, ...)
 
     @property
-    def key(self) -> str:
-        return f"{self.reason}|{self.subject}|{self.due_at.isoformat()}"
+    def key(self) -> int:
+        return id_hash(f"{self.reason}|{self.subject}|{self.due_at.isoformat()}")
 
 
-@dataclass(slots=True)
-class CustomerState:
+class CustomerState(Struct, array_like=True, gc=False):
     customer_id: str
     first_seen_at: datetime | None = None
     updated_at: datetime | None = None
-    orders: dict[str, Order] = field(default_factory=dict)
-    tickets: dict[str, Ticket] = field(default_factory=dict)
+    orders: dict[str, Order] = {}
+    tickets: dict[str, Ticket] = {}
     emails: Emails = field(default_factory=Emails)
-    parked: list[Parked] = field(default_factory=list)
-    # event_id -> processor time (epoch seconds) it was first seen, oldest first.
-    seen: dict[str, float] = field(default_factory=dict)
+    parked: list[Parked] = []
+    # id_hash(event_id) -> the processor day (days since 1970) it was first seen, oldest first.
+    seen: dict[int, int] = {}
     # Set by an erasure request: events that occurred before it are ignored.
     erased_at: datetime | None = None
     # The churn-risk level last decided (events go out when it changes) and when, with no
@@ -130,23 +140,32 @@ class CustomerState:
     value_tier: str | None = None  # the tier at the last decision (to see it change)
     # Follow-ups: pending (one per reason), last sent per reason (cool-down), recent send
     # times (cap), and the ones already handled (key -> due), so none is made twice.
-    followups: dict[str, PendingFollowUp] = field(default_factory=dict)
-    followups_sent: dict[str, datetime] = field(default_factory=dict)
-    followup_times: list[datetime] = field(default_factory=list)
-    followups_done: dict[str, datetime] = field(default_factory=dict)
+    followups: dict[str, PendingFollowUp] = {}
+    followups_sent: dict[str, datetime] = {}
+    followup_times: list[datetime] = []
+    followups_done: dict[int, datetime] = {}
 
     @property
     def has_profile(self) -> bool:
         """False for an erasure marker (nothing but the id and the erasure time)."""
         return self.first_seen_at is not None
 
+    def next_deadline(self) -> datetime | None:
+        """The next processor time at which time alone may change this state."""
+        deadline = self.churn_check_at
+        for parked in self.parked:
+            if deadline is None or parked.expires_at < deadline:
+                deadline = parked.expires_at
+        for pending in self.followups.values():
+            if deadline is None or pending.due_at < deadline:
+                deadline = pending.due_at
+        return deadline
 
-_STATE = TypeAdapter(CustomerState)
 
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A message that becomes a dead letter: where it came from, a code and a message."""
 
-def dump_state(state: CustomerState) -> bytes:
-    return _STATE.dump_json(state)
-
-
-def load_state(raw: bytes) -> CustomerState:
-    return _STATE.validate_json(raw)
+    source: Source
+    code: str
+    message: str

@@ -18,7 +18,7 @@ One run on one machine, so the ratios compare like with like:
    the worker is stopped, its local state deleted, and a new worker started: timed from
    its launch until it has restored its tables from the changelogs and processed an event.
 
-    python -m streams.benchmarks.endtoend [--events N] [--customers C] ...
+    python -m benchmarks.endtoend [--events N] [--customers C] ...
 """
 
 from __future__ import annotations
@@ -39,14 +39,25 @@ from typing import Any
 import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from kafka import KafkaConsumer
-from kafka import TopicPartition as SyncTopicPartition
+from kafka.partitioner.default import murmur2
 
-from streams.benchmarks.harness import BenchError, BenchWorker, Namespace, total
-from streams.decode import Invalid, decode
+from agents.customers import Batch, Decider
+from harness.application import Application
+from harness.kafka import end_offsets
+from harness.worker import Worker, total
+from streams.codec import decode_state, read_header
 from streams.demo import DemoTraffic, Message
-from streams.domain.state import Source, dump_state, load_state
-from streams.topics import CHURN_RISK, CUSTOMER_VALUE, DEAD_LETTERS, FOLLOW_UPS, INPUT_TOPICS
+from streams.domain.step import Clock, Incoming
+from streams.model_params import ModelRegistry
+from streams.ordering import Input, PartitionTime
+from streams.topics import (
+    CHURN_RISK,
+    CUSTOMER_VALUE,
+    DEAD_LETTERS,
+    FOLLOW_UPS,
+    INPUT_TOPICS,
+    state_changelog_topic,
+)
 
 OUTPUTS = (CUSTOMER_VALUE, CHURN_RISK, FOLLOW_UPS, DEAD_LETTERS)
 SEED = 42
@@ -88,14 +99,14 @@ def traffic_for(customers: int, events: int) -> DemoTraffic:
     return DemoTraffic(customers, SEED, start)
 
 
-async def drain(ns: Namespace, expected: int) -> float:
+async def drain(app: Application, expected: int) -> float:
     """The bare-consumer baseline: read and orjson-decode ``expected`` input messages."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=ns.settings.bootstrap_servers,
+    consumer = AIOKafkaConsumer(bootstrap_servers=app.settings.bootstrap_servers,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
-        consumer.assign([TopicPartition(ns.topic(t), p) for t in INPUT_TOPICS
-                         for p in range(ns.settings.partitions)])
+        consumer.assign([TopicPartition(app.topic(t), p) for t in INPUT_TOPICS
+                         for p in range(app.settings.partitions)])
         started = time.monotonic()
         seen = 0
         while seen < expected:
@@ -112,83 +123,91 @@ async def drain(ns: Namespace, expected: int) -> float:
         await consumer.stop()
 
 
-def domain_only(messages: list[Message]) -> float:
-    """The worker's per-message work without Kafka or Faust (the agent's functions on the
-    wall clock, a dict for the table, states and snapshots encoded). Returns the seconds."""
-    from agents.customers import handle_event
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    offset: int
+    key: bytes | None
+    value: bytes | None
 
-    table: dict[str, bytes] = {}
+
+def domain_only(app: Application, messages: list[Message]) -> float:
+    """The agent's work without Kafka or RocksDB: the same ``Decider`` decodes each batch
+    into its partitions' buffers and steps each customer, building and encoding its
+    outputs and state; a dict stands in for the store. Returns the seconds."""
+    settings = app.settings
+    decider = Decider(settings, ModelRegistry())
+    partitions = {n: PartitionTime(n, {app.topic(t): Input(app.topic(t), 0) for t in INPUT_TOPICS},
+                                   event_clock=False, idle=0.0)
+                  for n in range(settings.partitions)}
+    store: dict[tuple[int, str], bytes] = {}
     started = time.monotonic()
-    for offset, (topic, key, value) in enumerate(messages):
-        decoded = decode(topic, key, value)
-        if isinstance(decoded, Invalid):
-            continue
-        stored = table.get(decoded.customer_id)
-        state = load_state(stored) if stored else None
-        source = Source(topic, 0, offset, key, value)
-        result, state, decisions = handle_event(state, decoded, source, datetime.now(UTC))
-        if state is not None and (result.changed or decisions.handled):
-            table[decoded.customer_id] = dump_state(state)
-            orjson.dumps(decisions.profile)
+    for first in range(0, len(messages), settings.batch_size):
+        wall, mono = datetime.now(UTC), time.monotonic()
+        batch = Batch(wall)
+        by_input: dict[tuple[int, str], list[Fetched]] = defaultdict(list)
+        for offset, (topic, key, value) in enumerate(messages[first:first + settings.batch_size],
+                                                     first):
+            number = (murmur2(key or b"") & 0x7FFFFFFF) % settings.partitions
+            by_input[number, app.topic(topic)].append(Fetched(offset, key, value))
+        for (number, topic), records in by_input.items():
+            decider.receive(partitions[number], topic, records, batch, mono)
+            source = partitions[number].inputs[topic]
+            source.highwater = source.position  # read to its end
+        for number, partition in partitions.items():
+            ready, _ = partition.take_ready(mono + 1.0, wall)
+            groups: dict[str, list[Incoming]] = defaultdict(list)
+            for incoming in ready:
+                groups[incoming.event.customer_id].append(incoming)
+            clock = Clock(due_until=partition.clock, now=wall)
+            for customer_id, incoming in groups.items():
+                record = store.get((number, customer_id))
+                state = decode_state(record) if record is not None else None
+                before = read_header(record) if record is not None else None
+                decider.decide(batch, number, customer_id, state, before, incoming, clock)
+        for change in batch.changes:
+            store[change.partition, change.customer_id] = change.record
     return time.monotonic() - started
 
 
-def written(ns: Namespace, admin: KafkaConsumer) -> int:
-    """Records in the namespace's output topics (end offsets; nothing is compacted yet)."""
-    tps = [SyncTopicPartition(ns.topic(t), p) for t in OUTPUTS
-           for p in range(ns.settings.partitions)]
-    return sum(admin.end_offsets(tps).values())
-
-
-def emitted(worker: BenchWorker, ns: Namespace) -> float:
+def emitted(worker: Worker, app: Application) -> float:
     samples = worker.samples()
-    return sum(total(samples, "valuestream_emitted_total", topic=ns.topic(t)) for t in OUTPUTS)
+    return sum(total(samples, "valuestream_emitted_total", topic=app.topic(t)) for t in OUTPUTS)
 
 
-def process_all(ns: Namespace, events: int, customers: int, log_dir: Path
-                ) -> tuple[BenchWorker, Throughput]:
+def process_all(app: Application, events: int, customers: int) -> tuple[Worker, Throughput]:
     """Start a worker on loaded topics; time it until all is applied and flushed."""
-    offsets = KafkaConsumer(bootstrap_servers=ns.settings.bootstrap_servers.split(","))
-    worker = BenchWorker(ns, log_dir)
-    assigned = worker.wait(worker.active, 300, "the worker to get its partitions")
+    worker = app.worker()
+    worker.start(wait=False)
+    worker.wait(worker.ready, 600, "the worker to get its partitions")
+    assigned = time.monotonic()
 
     def finished() -> bool:
-        if worker.metric("valuestream_events_total") < events:
+        if worker.processed() < events:
             return False
-        return written(ns, offsets) >= emitted(worker, ns)
+        return end_offsets(app.settings.bootstrap_servers,
+                           [app.topic(t) for t in OUTPUTS]) >= emitted(worker, app)
 
-    done = wait_slowly(worker, finished, "every event to be applied and flushed")
-    offsets.close()
+    worker.wait(finished, 7200, "every event to be applied and flushed", interval=0.5)
+    done = time.monotonic()
     seconds = done - assigned
     return worker, Throughput(
         customers=customers, events=events, start_up_s=round(assigned - worker.started, 2),
         seconds=round(seconds, 2), events_per_s=round(events / seconds, 1),
-        outputs=int(emitted(worker, ns)), peak_rss_bytes=worker.peak_rss_bytes(),
-        state_bytes=ns.disk_bytes())
+        outputs=int(emitted(worker, app)), peak_rss_bytes=worker.peak_rss_bytes(),
+        state_bytes=app.disk_bytes())
 
 
-def wait_slowly(worker: BenchWorker, condition: Any, what: str) -> float:
-    """Wait up to two hours, polling twice a second (each poll is a metrics scrape)."""
-    deadline = time.monotonic() + 7200
-    while not condition():
-        worker.alive()
-        if time.monotonic() > deadline:
-            raise BenchError(f"benchmark: timed out waiting for {what}")
-        time.sleep(0.5)
-    return time.monotonic()
-
-
-async def offered_load(ns: Namespace, traffic: DemoTraffic, rate: float, seconds: float
+async def offered_load(app: Application, traffic: DemoTraffic, rate: float, seconds: float
                        ) -> Latency:
     """Send valid events at ``rate`` per second, stamped with the moment of sending, and
     time each until its customer's snapshot (or its dead letter) can be read."""
-    servers = ns.settings.bootstrap_servers
+    servers = app.settings.bootstrap_servers
     producer = AIOKafkaProducer(bootstrap_servers=servers, linger_ms=1)
     consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
     await producer.start()
     await consumer.start()
-    tps = [TopicPartition(ns.topic(t), p) for t in (CUSTOMER_VALUE, DEAD_LETTERS)
-           for p in range(ns.settings.partitions)]
+    tps = [TopicPartition(app.topic(t), p) for t in (CUSTOMER_VALUE, DEAD_LETTERS)
+           for p in range(app.settings.partitions)]
     consumer.assign(tps)
     await consumer.seek_to_end(*tps)
     for tp in tps:
@@ -208,7 +227,7 @@ async def offered_load(ns: Namespace, traffic: DemoTraffic, rate: float, seconds
                 topic, key, value = traffic.next_message()
                 assert key is not None
                 pending[key.decode()].append(traffic.now)
-                await producer.send(ns.topic(topic), value, key=key)
+                await producer.send(app.topic(topic), value, key=key)
             sent = due
             await asyncio.sleep(0.002)
 
@@ -254,34 +273,34 @@ async def offered_load(ns: Namespace, traffic: DemoTraffic, rate: float, seconds
                    max_ms=round(float(values.max()), 1))
 
 
-def recover(ns: Namespace, traffic: DemoTraffic, worker: BenchWorker, log_dir: Path
-            ) -> Recovery:
-    """Give every customer state, then time a new worker restoring it from the changelogs."""
+def recover(app: Application, traffic: DemoTraffic, worker: Worker) -> Recovery:
+    """Give every customer state, then time a new worker restoring it from the changelog."""
     # A history of their own, spread like the rest (ending about now).
     traffic.now = datetime.now(UTC) - len(traffic.strangers()) * timedelta(
         seconds=traffic.mean_gap)
-    before = worker.metric("valuestream_events_total")
-    topped_up = ns.load(traffic.introductions())
-    wait_slowly(worker, lambda: worker.metric("valuestream_events_total") >= before + topped_up,
-                "the top-up events to be applied")
-    # The customer gauge is refreshed every 5 s: wait until it holds still.
+    before = worker.processed()
+    topped_up = app.load(traffic.introductions())
+    worker.wait(lambda: worker.processed() >= before + topped_up, 7200,
+                "the top-up events to be applied", interval=0.5)
     customers = wait_for_customer_count(worker, lambda n: n == len(traffic.customers))
     worker.stop()
-    records = changelog_records(ns)
-    ns.delete_local_state()
-    recovering = BenchWorker(ns, log_dir)
+    records = changelog_records(app)
+    app.delete_local_state()
+    recovering = app.worker("recovering")
+    recovering.start(wait=False)
     traffic.now = datetime.now(UTC)
-    ns.load([traffic.next_message()])
-    done = wait_slowly(recovering, lambda: recovering.metric("valuestream_events_total") >= 1,
-                       "the new worker to recover and process an event")
-    seconds = done - recovering.started
+    app.load([traffic.next_message()])
+    recovering.wait(lambda: recovering.processed() >= 1, 7200,
+                    "the new worker to recover and process an event", interval=0.5)
+    seconds = time.monotonic() - recovering.started
     wait_for_customer_count(recovering, lambda n: n >= customers)
     recovering.stop()
     return Recovery(customers=int(customers), changelog_records=records,
                     seconds=round(seconds, 2))
 
 
-def wait_for_customer_count(worker: BenchWorker, good: Any) -> float:
+def wait_for_customer_count(worker: Worker, good: Any) -> float:
+    """The customer gauge is refreshed every 5 s: wait until it says what ``good`` wants."""
     count = 0.0
 
     def counted() -> bool:
@@ -291,15 +310,19 @@ def wait_for_customer_count(worker: BenchWorker, good: Any) -> float:
 
     try:
         worker.wait(counted, 120, "the customer count")
-    except BenchError:
-        raise BenchError(f"benchmark: the worker counts {count:.0f} customers") from None
+    except AssertionError:
+        raise SystemExit(f"benchmark: the worker counts {count:.0f} customers") from None
     return count
 
 
-def changelog_records(ns: Namespace) -> int:
-    consumer = KafkaConsumer(bootstrap_servers=ns.settings.bootstrap_servers.split(","))
-    tps = [SyncTopicPartition(f"{ns.settings.app_id}-customers-changelog", p)
-           for p in range(ns.settings.partitions)]
+def changelog_records(app: Application) -> int:
+    """Records in the state changelog (end minus start offsets: what a restore reads)."""
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as SyncTopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=app.settings.bootstrap_servers.split(","))
+    tps = [SyncTopicPartition(state_changelog_topic(app.settings), p)
+           for p in range(app.settings.partitions)]
     ends, starts = consumer.end_offsets(tps), consumer.beginning_offsets(tps)
     consumer.close()
     return sum(ends[tp] - starts[tp] for tp in tps)
@@ -365,23 +388,23 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def measure(root: Path, events: int, customers: int, keep: bool = False
-            ) -> tuple[Namespace, DemoTraffic, BenchWorker | None, Throughput, float]:
+def measure(root: Path, bootstrap: str, events: int, customers: int, keep: bool = False
+            ) -> tuple[Application, DemoTraffic, Worker | None, Throughput, float]:
     """Load, run the baseline, run one worker. The worker is stopped unless ``keep``."""
-    ns = Namespace(root)
+    app = Application(root, bootstrap, VALUESTREAM_PARTITIONS="8")
     traffic = traffic_for(customers, events)
     say(f"loading {events:,} events over {customers:,} customers ...")
-    loaded = ns.load(traffic.messages(events))
-    baseline_s = asyncio.run(drain(ns, loaded))
+    loaded = app.load(traffic.messages(events))
+    baseline_s = asyncio.run(drain(app, loaded))
     say(f"  baseline: {loaded / baseline_s:,.0f} events/s")
-    worker, result = process_all(ns, loaded, customers, root)
+    worker, result = process_all(app, loaded, customers)
     say(f"  valuestream: {result.events_per_s:,.0f} events/s, peak RSS "
         f"{mib(result.peak_rss_bytes)}, state {mib(result.state_bytes)}")
     if not keep:
         worker.stop()
-        ns.delete_local_state()
-        return ns, traffic, None, result, loaded / baseline_s
-    return ns, traffic, worker, result, loaded / baseline_s
+        app.delete_local_state()
+        return app, traffic, None, result, loaded / baseline_s
+    return app, traffic, worker, result, loaded / baseline_s
 
 
 def say(text: str) -> None:
@@ -405,16 +428,17 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def measure_main(root: Path, args: argparse.Namespace, results: dict[str, Any]) -> None:
+def measure_main(root: Path, bootstrap: str, args: argparse.Namespace,
+                 results: dict[str, Any]) -> None:
     """Baseline, throughput, the domain alone and latency, at the main number of customers."""
-    ns, traffic, worker, main_run, baseline = measure(root, args.events, args.customers,
-                                                      keep=True)
+    app, traffic, worker, main_run, baseline = measure(root, bootstrap, args.events,
+                                                       args.customers, keep=True)
     assert worker is not None
     results["baseline"] = {"events_per_s": round(baseline, 1)}
     sample = min(args.events, DOMAIN_SAMPLE)
     messages = list(traffic_for(args.customers, sample).messages(sample))
     results["domain_only"] = {"events": sample,
-                              "events_per_s": round(sample / domain_only(messages), 1)}
+                              "events_per_s": round(sample / domain_only(app, messages), 1)}
     say(f"  domain only: {results['domain_only']['events_per_s']:,.0f} events/s")
     results["throughput"] = asdict(main_run)
     results["ratio_to_baseline"] = round(main_run.events_per_s / baseline, 3)
@@ -422,25 +446,27 @@ def measure_main(root: Path, args: argparse.Namespace, results: dict[str, Any]) 
         rate = main_run.events_per_s / 2
         say(f"latency at {rate:,.0f} events/s for {args.latency_seconds:.0f} s ...")
         results["latency"] = asdict(asyncio.run(
-            offered_load(ns, traffic, rate, args.latency_seconds)))
+            offered_load(app, traffic, rate, args.latency_seconds)))
     worker.stop()
-    ns.delete_local_state()
+    app.delete_local_state()
 
 
 def main(argv: list[str]) -> int:
     args = arguments(argv)
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     results: dict[str, Any] = {"machine": machine()}
     with tempfile.TemporaryDirectory(prefix="valuestream-bench-") as tmp:
         root = Path(tmp)
         if "throughput" not in args.skip:
-            measure_main(root, args, results)
+            measure_main(root, bootstrap, args, results)
         if "scaling" not in args.skip or "recovery" not in args.skip:
             small, large = sorted(args.scale)
             runs = []
             if "scaling" not in args.skip:
-                runs.append(measure(root, args.events, small)[3])
+                runs.append(measure(root, bootstrap, args.events, small)[3])
             keep = "recovery" not in args.skip
-            ns, traffic, worker, large_run, _ = measure(root, args.events, large, keep=keep)
+            app, traffic, worker, large_run, _ = measure(root, bootstrap, args.events, large,
+                                                         keep=keep)
             runs.append(large_run)
             if len(runs) == 2:
                 results["scaling"] = {
@@ -449,8 +475,8 @@ def main(argv: list[str]) -> int:
                     "rss_ratio": round(runs[1].peak_rss_bytes / runs[0].peak_rss_bytes, 3)}
             if worker is not None:
                 say(f"recovery of {large:,} customers ...")
-                results["recovery"] = asdict(recover(ns, traffic, worker, root))
-                ns.delete_local_state()
+                results["recovery"] = asdict(recover(app, traffic, worker))
+                app.delete_local_state()
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     table = markdown(results)

@@ -1,7 +1,7 @@
 """Benchmark of ``valuestream fit``: N simulated customers (default 1,000,000), timed from a
 JSONL file and from the compacted ``customer-value`` topic of the configured broker.
 
-    python -m streams.benchmarks.fit [N]
+    python -m benchmarks.fit [N]
 """
 
 from __future__ import annotations

@@ -5,11 +5,12 @@ event clock) is timed on three workers: one with no customers, one with N idle c
 (nothing pending), and one with N customers whose reorder reminders fall due spread over
 that month (two orders g days apart, g from 7 to 37, the second on day 0: reminder on day g).
 
-    python -m streams.benchmarks.followups [N] [M]
+    python -m benchmarks.followups [N] [M]
 """
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 import tempfile
@@ -20,8 +21,9 @@ from pathlib import Path
 
 import orjson
 
+from harness.application import Application
+from harness.worker import Worker
 from schemas.events import TOPIC_OF_TYPE
-from streams.benchmarks.harness import BenchWorker, Namespace
 from streams.demo import Message
 
 DAY0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -57,25 +59,26 @@ def replay(m: int) -> Iterator[Message]:
                      message_id=f"m{k}")
 
 
-def start_worker(root: Path) -> tuple[Namespace, BenchWorker]:
-    """A worker on the event clock, of a fresh namespace, once it has ticked."""
-    ns = Namespace(root, clock="event")
-    worker = BenchWorker(ns, root)
-    worker.wait(lambda: worker.metric("valuestream_ticks_total") > 0, 120, "the first tick")
-    return ns, worker
+def start_worker(root: Path) -> tuple[Application, Worker]:
+    """A worker on the event clock, of a fresh application, once it owns its partitions."""
+    app = Application(root, os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+                      VALUESTREAM_CLOCK="event", VALUESTREAM_PARTITIONS="8")
+    worker = app.worker()
+    worker.start()
+    return app, worker
 
 
-def send(ns: Namespace, worker: BenchWorker, messages: Iterator[Message]) -> float:
+def send(app: Application, worker: Worker, messages: Iterator[Message]) -> float:
     """Send and wait until all are processed; return the seconds it took."""
     before = worker.metric("valuestream_events_total")
     started = time.monotonic()
-    count = ns.load(messages)
+    count = app.load(messages)
     worker.wait(lambda: worker.metric("valuestream_events_total") >= before + count, 3600,
                 "the events to be processed")
     return time.monotonic() - started
 
 
-def settle(worker: BenchWorker, name: str, quiet: float = 5.0, **labels: str) -> float:
+def settle(worker: Worker, name: str, quiet: float = 5.0, **labels: str) -> float:
     """Wait until a counter has not moved for ``quiet`` seconds; return its value."""
     value, since = worker.metric(name, **labels), time.monotonic()
     while time.monotonic() - since < quiet:
@@ -86,7 +89,7 @@ def settle(worker: BenchWorker, name: str, quiet: float = 5.0, **labels: str) ->
     return value
 
 
-def handled(worker: BenchWorker) -> tuple[float, float]:
+def handled(worker: Worker) -> tuple[float, float]:
     """Follow-ups emitted, and follow-ups dropped for any cause, so far."""
     return (worker.metric("valuestream_emitted_total", kind="follow_up_due"),
             worker.metric("valuestream_follow_ups_dropped_total"))
@@ -99,11 +102,11 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name, load in (("no customers", None), (f"{n} idle customers", idle_customers),
                            (f"{n} reminders falling due", pending_customers)):
-            ns, worker = start_worker(Path(tmp))
-            load_s = send(ns, worker, load(n)) if load else 0.0
+            app, worker = start_worker(Path(tmp))
+            load_s = send(app, worker, load(n)) if load else 0.0
             before = handled(worker)
             started = time.monotonic()
-            send(ns, worker, replay(m))
+            send(app, worker, replay(m))
             # ... and until what fell due during the replay has been handled too.
             settle(worker, "valuestream_follow_ups_dropped_total")
             settle(worker, "valuestream_emitted_total", kind="follow_up_due")
@@ -111,7 +114,7 @@ def main(argv: list[str]) -> int:
             fired, dropped = (a - b for a, b in zip(handled(worker), before, strict=True))
             expired = worker.metric("valuestream_follow_ups_dropped_total", cause="expired")
             worker.stop()
-            ns.delete_local_state()
+            app.delete_local_state()
             rows.append((name, replay_s, m / replay_s, fired, dropped, expired))
             print(f"{name}: load {load_s:.1f} s; replay of {m} events and its due work "
                   f"{replay_s:.1f} s ({m / replay_s:.0f} events/s); follow-ups fired {fired:.0f},"

@@ -1,0 +1,168 @@
+"""Typed models of every record valuestream writes: profiles (``customer-value``),
+churn-risk changes (``churn-risk``), follow-ups (``follow-ups``) and dead letters
+(``dead-letters``).
+
+They are ``msgspec`` structs: a worker builds and encodes one or more per event, and
+msgspec does both in about a microsecond. The JSON Schema files beside this module are
+exported from them (``python -m schemas.export``); ``tests/test_schemas.py`` checks that the
+files are current and that records written by a real worker validate against them.
+
+Times are RFC 3339 strings in UTC with ``Z``; money is a number in the base currency,
+rounded half-up to cents.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from msgspec import Meta, Struct
+
+from streams.domain.churn import LEVELS
+from streams.domain.followups import REASONS
+from streams.domain.predict import TIERS
+
+Time = Annotated[str, Meta(extra_json_schema={"format": "date-time"})]
+Money = Annotated[float, Meta(description="base currency, rounded half-up to cents")]
+Rate = Annotated[float, Meta(ge=0, description="rounded half-up to 4 decimals")]
+# The names are defined once, by the domain rules that use them.
+Level = Literal[LEVELS]  # type: ignore[valid-type]
+Tier = Literal[TIERS]  # type: ignore[valid-type]
+Reason = Literal[tuple(REASONS)]  # type: ignore[valid-type]
+
+
+class Output(Struct, kw_only=True, gc=False):
+    """Base of the output records (no fields of its own)."""
+
+
+class ChurnRiskView(Output):
+    level: Level
+    score: Annotated[int, Meta(ge=0, le=100)]
+    reasons: list[str]
+
+
+class RfmView(Output):
+    r: Annotated[int, Meta(ge=1, le=5)]
+    f: Annotated[int, Meta(ge=1, le=5)]
+    m: Annotated[int, Meta(ge=1, le=5)]
+    segment: str
+
+
+class PendingFollowUpView(Output):
+    reason: Reason
+    due_at: Time
+    expires_at: Time
+
+
+class Profile(Output):
+    """A customer's value profile at ``as_of`` (README, *The profile*)."""
+
+    customer_id: str
+    as_of: Time
+    first_seen_at: Time | None
+    updated_at: Time | None
+    orders: int
+    first_order_at: Time | None
+    last_order_at: Time | None
+    revenue: Money
+    refunds: Money
+    net_revenue: Money
+    gross_margin: Money
+    discounts: Money
+    average_order_value: Money | None
+    cancelled_orders: int
+    amended_orders: int
+    late_payments: int
+    paid_orders: int
+    margin_rate: float | None
+    discount_rate: Rate | None
+    cancel_rate: Rate | None
+    amend_rate: Rate | None
+    late_payment_rate: Rate | None
+    support_cost: Money
+    net_profit: Money
+    tickets_total: int
+    tickets_open: int
+    tickets_90d: int
+    oldest_open_ticket_at: Time | None
+    csat_average: float | None
+    csat_last: int | None
+    emails_sent: int
+    emails_opened: int
+    emails_clicked: int
+    open_rate: Rate | None
+    last_open_at: Time | None
+    last_click_at: Time | None
+    unsubscribed: bool
+    bounced: bool
+    frequency: int | None
+    recency_days: int | None
+    age_days: int | None
+    monetary_value: Money | None
+    p_alive: float | None
+    expected_purchases_90d: float | None
+    expected_order_value: Money | None
+    predicted_clv_365d: Money | None
+    churn_risk: ChurnRiskView
+    rfm: RfmView | None
+    value_tier: Tier | None
+    follow_ups: list[PendingFollowUpView]
+
+
+class ChurnRiskChanged(Output, kw_only=True):
+    """A customer's churn-risk level changed (README, *Churn risk*)."""
+
+    event_id: str
+    type: Literal["churn_risk.changed"] = "churn_risk.changed"
+    customer_id: str
+    occurred_at: Time
+    level: Level
+    previous_level: Level
+    score: Annotated[int, Meta(ge=0, le=100)]
+    p_alive: float | None
+    reasons: list[str]
+    predicted_clv_365d: Money | None
+    value_tier: Tier | None
+
+
+class FollowUpDue(Output, kw_only=True):
+    """Time to contact a customer, and why (README, *Follow-ups*)."""
+
+    event_id: str
+    type: Literal["follow_up.due"] = "follow_up.due"
+    customer_id: str
+    occurred_at: Time
+    reason: Reason
+    due_at: Time
+    expires_at: Time
+    priority: Annotated[int, Meta(ge=0, le=100)]
+    suggested_action: str
+    context: dict[str, Any]
+
+
+class DeadLetterError(Output):
+    code: str
+    message: str
+
+
+class DeadLetter(Output):
+    """A message valuestream could not apply, with its original bytes (README, *Dead
+    letters*)."""
+
+    source_topic: str
+    partition: int
+    offset: int
+    key: str | None
+    key_base64: bool
+    value: str | None
+    value_base64: bool
+    error: DeadLetterError
+    received_at: Time
+
+
+# topic (without prefix) -> the model of its values
+OUTPUTS: dict[str, type[Output]] = {
+    "customer-value": Profile,
+    "churn-risk": ChurnRiskChanged,
+    "follow-ups": FollowUpDue,
+    "dead-letters": DeadLetter,
+}

@@ -1,0 +1,145 @@
+"""Event time per partition: which fetched events may be processed, and the partition's clock.
+
+A partition number holds all of a customer's events, spread over the input topics (orders,
+tickets, emails, erasures), which are fetched independently. Like a Kafka Streams task, a
+partition buffers what each of its input topic-partitions delivered and only processes
+events up to its **watermark**: the smallest, over its inputs, of how far each input has
+been read in event time. An event is therefore processed only once every input of its
+partition has been read at least up to its time, so the order in which topics happen to
+be fetched cannot change a decision.
+
+How far an input has been read (its *bound*):
+
+* while it has buffered events, or Kafka reports unread messages on it (its high watermark
+  is past what was fetched): the largest event time fetched from it;
+* when it has been read to its end: the same, while it received data in the last
+  ``idle`` seconds or its partition woke up (got data after a quiet spell) in the last
+  ``idle`` seconds, since more may be on its way; after that it no longer holds the others
+  back. An input topic without traffic (erasures, usually) thus costs nothing, and a
+  history sent to all topics at once is read in event-time order.
+
+Each event's time for this purpose is its ``occurred_at``, but never later than the wall
+clock when it was fetched (on the event clock: than a day after), so one event from the
+future cannot hold a partition back.
+
+The partition's clock (how far its time-driven work may run) never goes backwards and never
+passes its watermark: on the event clock it is the latest event time processed; on the wall
+clock it is the wall clock, held back to the watermark while events are still unread. An
+event whose time is before its partition's clock when it is processed is *late*: it is
+applied like any other, and decided at the clock's time at the earliest.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from streams.domain.step import Incoming
+
+NEVER = datetime.min.replace(tzinfo=UTC)
+ALWAYS = datetime.max.replace(tzinfo=UTC)
+MAX_AHEAD_OF_WALL = timedelta(days=1)
+
+
+@dataclass(slots=True)
+class Buffered:
+    at: datetime  # the event's time for ordering (occurred_at, capped)
+    incoming: Incoming
+
+    @property
+    def offset(self) -> int:
+        return self.incoming.source.offset
+
+
+@dataclass(slots=True)
+class Input:
+    """One input topic-partition of a partition."""
+
+    topic: str
+    position: int  # the next offset to fetch
+    buffer: deque[Buffered] = field(default_factory=deque)
+    latest: datetime = NEVER  # largest ordering time fetched
+    data_at: float = float("-inf")  # monotonic time of the last fetched message
+    highwater: int | None = None  # Kafka's end offset, as last reported
+
+    @property
+    def read_to_end(self) -> bool:
+        return not self.buffer and self.highwater is not None and self.position >= self.highwater
+
+    def commit_offset(self) -> int:
+        """Everything before this offset has been processed."""
+        return min((b.offset for b in self.buffer), default=self.position)
+
+
+@dataclass
+class PartitionTime:
+    """The inputs of one partition number, its watermark and its clock."""
+
+    partition: int
+    inputs: dict[str, Input]
+    event_clock: bool
+    idle: float  # seconds
+    clock: datetime = NEVER
+    woke_at: float = float("-inf")
+
+    def fetched(self, topic: str, offset: int, at_mono: float) -> None:
+        """A message was fetched (valid or not): it moves the position."""
+        source = self.inputs[topic]
+        if all(at_mono - i.data_at >= self.idle for i in self.inputs.values()) and not any(
+                i.buffer for i in self.inputs.values()):
+            self.woke_at = at_mono
+        source.position = offset + 1
+        source.data_at = at_mono
+
+    def buffer(self, topic: str, incoming: Incoming, wall: datetime) -> None:
+        ahead = MAX_AHEAD_OF_WALL if self.event_clock else timedelta(0)
+        at = min(incoming.event.occurred_at, wall + ahead)
+        source = self.inputs[topic]
+        source.buffer.append(Buffered(at, incoming))
+        if at > source.latest:
+            source.latest = at
+
+    def watermark(self, at_mono: float) -> datetime:
+        bound = ALWAYS
+        woke = at_mono - self.woke_at < self.idle
+        for source in self.inputs.values():
+            if source.read_to_end and not woke and at_mono - source.data_at >= self.idle:
+                continue  # quiet: does not hold the others back
+            bound = min(bound, source.latest)
+        return bound
+
+    def take_ready(self, at_mono: float, wall: datetime) -> tuple[list[Incoming], list[str]]:
+        """The buffered events up to the watermark (in no particular order: each customer's
+        step orders its own), and the topics of those that are late; advances the clock."""
+        mark = self.watermark(at_mono)
+        ready: list[Incoming] = []
+        late: list[str] = []
+        latest = NEVER
+        clock = self.clock
+        for source in self.inputs.values():
+            if not source.buffer:
+                continue
+            kept: deque[Buffered] = deque()
+            for item in source.buffer:
+                if item.at <= mark:
+                    ready.append(item.incoming)
+                    if item.at < clock:
+                        late.append(source.topic)
+                    latest = max(latest, item.at)
+                else:
+                    kept.append(item)
+            source.buffer = kept
+        if self.event_clock:
+            self.clock = max(clock, latest)
+        else:
+            self.clock = max(clock, min(wall, mark))
+        return ready, late
+
+    def now(self, wall: datetime) -> datetime | None:
+        """Processor time: the wall clock; on the event clock none (each decision happens at
+        its own moment)."""
+        return None if self.event_clock else wall
+
+    def buffered(self) -> int:
+        return sum(len(s.buffer) for s in self.inputs.values())

@@ -1,0 +1,223 @@
+"""The worker's local state: one RocksDB database, written once per batch.
+
+Keys start with a kind and the partition (2 bytes, big-endian):
+
+* ``c`` partition customer_id -> the customer's record (``streams.codec``);
+* ``d`` partition deadline customer_id -> b"": the due-time index, ordered by deadline
+  (microseconds since 1970, offset by 2^63 so that byte order is time order);
+* ``m`` partition name -> bookkeeping: ``changelog`` (the next changelog offset the local
+  records do not reflect yet) and ``counts`` (customers with a profile by churn level).
+
+Only the customer records are on the changelog. The due index and the counts are derived
+from the records' headers: a restore from the changelog rebuilds them as it goes, and every
+batch updates them in the same atomic write as the records and the changelog position, so
+they always agree with the records.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
+
+from streams.codec import NO_DEADLINE, Header, read_header
+from streams.domain.churn import LEVELS
+from streams.domain.state import CustomerState
+
+CUSTOMER, DUE, META = b"c", b"d", b"m"
+_SHIFT = 2**63
+
+
+def _part(partition: int) -> bytes:
+    return partition.to_bytes(2, "big")
+
+
+def customer_key(partition: int, customer_id: str) -> bytes:
+    return CUSTOMER + _part(partition) + customer_id.encode()
+
+
+def due_key(partition: int, deadline_us: int, customer_id: str) -> bytes:
+    return DUE + _part(partition) + (deadline_us + _SHIFT).to_bytes(8, "big") + customer_id.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A customer record to store, with what the index needs of its previous version."""
+
+    partition: int
+    customer_id: str
+    record: bytes
+    before: Header | None  # the previous record's header; None if there was none
+
+
+class LocalStore:
+    """Customer records, the due index and bookkeeping of every partition on this worker."""
+
+    def __init__(self, path: Path, memory_bytes: int = 32 * 2**20) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path / "customers.rocksdb"
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        # Bounded memory whatever the number of customers: two small memtables and a block
+        # cache; reads the cache misses come from the OS page cache.
+        options.set_write_buffer_size(memory_bytes // 4)
+        options.set_max_write_buffer_number(2)
+        table = BlockBasedOptions()
+        table.set_block_cache(Cache(memory_bytes // 2))
+        options.set_block_based_table_factory(table)
+        self._options = options
+        self.db = Rdict(str(self.path), options)
+        self.counts: dict[int, dict[str, int]] = {}
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- reading --------------------------------------------------------------------------
+
+    def get(self, partition: int, customer_id: str) -> bytes | None:
+        return self.db.get(customer_key(partition, customer_id))
+
+    def due(self, partition: int, until_us: int, limit: int) -> list[tuple[int, str]]:
+        """Up to ``limit`` customers whose deadline is at or before ``until_us``, earliest
+        first, as (deadline, customer id)."""
+        prefix = DUE + _part(partition)
+        iterator = self.db.iter()
+        iterator.seek(prefix)
+        found: list[tuple[int, str]] = []
+        while iterator.valid() and len(found) < limit:
+            key: bytes = iterator.key()
+            if not key.startswith(prefix):
+                break
+            deadline = int.from_bytes(key[3:11], "big") - _SHIFT
+            if deadline > until_us:
+                break
+            found.append((deadline, key[11:].decode()))
+            iterator.next()
+        return found
+
+    def customers(self, partition: int) -> Iterator[tuple[str, bytes]]:
+        """Every customer record of a partition (for tests and tools)."""
+        prefix = CUSTOMER + _part(partition)
+        iterator = self.db.iter()
+        iterator.seek(prefix)
+        while iterator.valid():
+            key: bytes = iterator.key()
+            if not key.startswith(prefix):
+                return
+            yield key[3:].decode(), iterator.value()
+            iterator.next()
+
+    def changelog_position(self, partition: int) -> int | None:
+        raw = self.db.get(META + _part(partition) + b"changelog")
+        return int(raw) if raw is not None else None
+
+    def load_counts(self, partition: int) -> None:
+        raw = self.db.get(META + _part(partition) + b"counts")
+        self.counts[partition] = orjson.loads(raw) if raw else dict.fromkeys(LEVELS, 0)
+
+    def forget_counts(self, partition: int) -> None:
+        self.counts.pop(partition, None)
+
+    # --- writing --------------------------------------------------------------------------
+
+    def commit(self, changes: list[Change], positions: dict[int, int]) -> None:
+        """Store a batch's changed records and the changelog positions they reach, with the
+        due index and counts kept in step, in one atomic write."""
+        batch = WriteBatch(raw_mode=True)
+        touched: set[int] = set(positions)
+        for change in changes:
+            self._put(batch, change.partition, change.customer_id, change.before, change.record)
+            touched.add(change.partition)
+        for partition, position in positions.items():
+            batch.put(META + _part(partition) + b"changelog", str(position).encode())
+        for partition in touched:
+            if partition in self.counts:
+                batch.put(META + _part(partition) + b"counts",
+                          orjson.dumps(self.counts[partition]))
+        self.db.write(batch)
+
+    def restore(self, partition: int, records: dict[str, bytes | None], position: int) -> None:
+        """Apply changelog records (the latest per customer) on top of the local state."""
+        batch = WriteBatch(raw_mode=True)
+        for customer_id, record in records.items():
+            stored = self.db.get(customer_key(partition, customer_id))
+            before = read_header(stored) if stored is not None else None
+            self._put(batch, partition, customer_id, before, record)
+        batch.put(META + _part(partition) + b"changelog", str(position).encode())
+        batch.put(META + _part(partition) + b"counts", orjson.dumps(self.counts[partition]))
+        self.db.write(batch)
+
+    def wipe(self, partition: int) -> None:
+        """Forget everything local of a partition (before a restore from scratch)."""
+        for kind in (CUSTOMER, DUE, META):
+            start = kind + _part(partition)
+            self.db.delete_range(start, kind + _part(partition + 1))
+        self.counts[partition] = dict.fromkeys(LEVELS, 0)
+
+    def reindex(self, partition: int, customer_id: str, header: Header, deadline_us: int
+                ) -> None:
+        """Move a customer's due-index entry (a deadline left out after a failure)."""
+        batch = WriteBatch(raw_mode=True)
+        if header.deadline_us != NO_DEADLINE:
+            batch.delete(due_key(partition, header.deadline_us, customer_id))
+        if deadline_us != NO_DEADLINE:
+            batch.put(due_key(partition, deadline_us, customer_id), b"")
+        self.db.write(batch)
+
+    def _put(self, batch: WriteBatch, partition: int, customer_id: str, before: Header | None,
+             record: bytes | None) -> None:
+        counts = self.counts[partition]
+        if before is not None:
+            if before.deadline_us != NO_DEADLINE:
+                batch.delete(due_key(partition, before.deadline_us, customer_id))
+            if before.has_profile:
+                counts[before.level] -= 1
+        if record is None:
+            batch.delete(customer_key(partition, customer_id))
+            return
+        after = read_header(record)
+        batch.put(customer_key(partition, customer_id), record)
+        if after.deadline_us != NO_DEADLINE:
+            batch.put(due_key(partition, after.deadline_us, customer_id), b"")
+        if after.has_profile:
+            counts[after.level] += 1
+
+
+class StateCache:
+    """Decoded states of recently active customers, least recently used dropped first, so
+    that an active customer costs no decoding. States of a revoked partition are dropped."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._states: OrderedDict[tuple[int, str], CustomerState] = OrderedDict()
+
+    def get(self, partition: int, customer_id: str) -> CustomerState | None:
+        key = (partition, customer_id)
+        state = self._states.get(key)
+        if state is not None:
+            self._states.move_to_end(key)
+        return state
+
+    def put(self, partition: int, state: CustomerState) -> None:
+        key = (partition, state.customer_id)
+        self._states[key] = state
+        self._states.move_to_end(key)
+        while len(self._states) > self.capacity:
+            self._states.popitem(last=False)
+
+    def discard(self, partition: int, customer_id: str) -> None:
+        self._states.pop((partition, customer_id), None)
+
+    def partitions(self) -> set[int]:
+        return {partition for partition, _ in self._states}
+
+    def drop_partitions(self, partitions: set[int]) -> None:
+        for key in [k for k in self._states if k[0] in partitions]:
+            del self._states[key]
+
+    def __len__(self) -> int:
+        return len(self._states)
