@@ -151,7 +151,7 @@ class CustomerAgent(Service):
             auto_offset_reset="earliest", partition_assignment_strategy=(self.assignor,),
             session_timeout_ms=int(self.settings.session_timeout * 1000),
             heartbeat_interval_ms=int(min(3.0, self.settings.session_timeout / 3) * 1000),
-            max_partition_fetch_bytes=1_048_576, fetch_max_wait_ms=100)
+            max_partition_fetch_bytes=1_048_576, fetch_max_wait_ms=50)
         self.restorer = AIOKafkaConsumer(
             bootstrap_servers=servers, group_id=None, enable_auto_commit=False,
             client_id=f"{self.settings.app_id}-restore", max_partition_fetch_bytes=4_194_304)
@@ -328,7 +328,10 @@ class CustomerAgent(Service):
         for tp in self.consumer.assignment():
             partition = self.partitions.get(tp.partition)
             if partition is not None:
-                partition.inputs[tp.topic].highwater = self.consumer.highwater(tp)
+                source = partition.inputs[tp.topic]
+                source.highwater = self.consumer.highwater(tp)
+                polled = self.consumer.last_poll_timestamp(tp)
+                source.polled_at = polled / 1000 if polled is not None else float("-inf")
         for number, partition in self.partitions.items():
             self._decide(number, partition, batch, mono)
         await self._write(batch)
@@ -464,8 +467,9 @@ class Decider:
         """Decode fetched messages into the partition's buffer; unreadable ones become
         dead letters at once."""
         name, rank, number = self.inputs[topic], self.rank[topic], partition.partition
+        at_wall = batch.wall.timestamp()
         for record in records:
-            partition.fetched(topic, record.offset, mono)
+            partition.fetched(topic, record.offset, mono, at_wall)
             source = Source(topic, number, record.offset, record.key, record.value, rank)
             decoded = decode(name, record.key, record.value)
             if isinstance(decoded, Invalid):

@@ -152,7 +152,8 @@ def domain_only(app: Application, messages: list[Message]) -> float:
         for (number, topic), records in by_input.items():
             decider.receive(partitions[number], topic, records, batch, mono)
             source = partitions[number].inputs[topic]
-            source.highwater = source.position  # read to its end
+            source.highwater = source.position  # read to its end, as confirmed just now
+            source.polled_at = time.time()
         for number, partition in partitions.items():
             ready, _ = partition.take_ready(mono + 1.0, wall)
             groups: dict[str, list[Incoming]] = defaultdict(list)

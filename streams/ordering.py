@@ -12,11 +12,14 @@ How far an input has been read (its *bound*):
 
 * while it has buffered events, or Kafka reports unread messages on it (its high watermark
   is past what was fetched): the largest event time fetched from it;
-* when it has been read to its end: the same, while it received data in the last
-  ``idle`` seconds or its partition woke up (got data after a quiet spell) in the last
-  ``idle`` seconds, since more may be on its way; after that it no longer holds the others
-  back. An input topic without traffic (erasures, usually) thus costs nothing, and a
-  history sent to all topics at once is read in event-time order.
+* when it has been read to its end: the same, until Kafka has confirmed that end again in a
+  fetch response that came after the partition's latest data (a producer writes several
+  topics at once, and they become readable one after the other), and for as long as it
+  received data in the last ``idle`` seconds or its partition woke up (got data after a
+  quiet spell) in the last ``idle`` seconds, since more may be on its way. After that it
+  no longer holds the others back. An input topic without traffic (erasures, usually) thus
+  costs at most a fetch round trip, and a history sent to all topics at once is read in
+  event-time order.
 
 Each event's time for this purpose is its ``occurred_at``, but never later than the wall
 clock when it was fetched (on the event clock: than a day after), so one event from the
@@ -61,7 +64,8 @@ class Input:
     buffer: deque[Buffered] = field(default_factory=deque)
     latest: datetime = NEVER  # largest ordering time fetched
     data_at: float = float("-inf")  # monotonic time of the last fetched message
-    highwater: int | None = None  # Kafka's end offset, as last reported
+    highwater: int | None = None  # Kafka's end offset, as last reported ...
+    polled_at: float = float("-inf")  # ... at this wall-clock time (seconds)
 
     @property
     def read_to_end(self) -> bool:
@@ -81,9 +85,10 @@ class PartitionTime:
     event_clock: bool
     idle: float  # seconds
     clock: datetime = NEVER
-    woke_at: float = float("-inf")
+    woke_at: float = float("-inf")  # monotonic
+    arrived_at: float = float("-inf")  # wall-clock seconds of the latest fetched message
 
-    def fetched(self, topic: str, offset: int, at_mono: float) -> None:
+    def fetched(self, topic: str, offset: int, at_mono: float, at_wall: float) -> None:
         """A message was fetched (valid or not): it moves the position."""
         source = self.inputs[topic]
         if all(at_mono - i.data_at >= self.idle for i in self.inputs.values()) and not any(
@@ -91,6 +96,7 @@ class PartitionTime:
             self.woke_at = at_mono
         source.position = offset + 1
         source.data_at = at_mono
+        self.arrived_at = at_wall
 
     def buffer(self, topic: str, incoming: Incoming, wall: datetime) -> None:
         ahead = MAX_AHEAD_OF_WALL if self.event_clock else timedelta(0)
@@ -104,7 +110,8 @@ class PartitionTime:
         bound = ALWAYS
         woke = at_mono - self.woke_at < self.idle
         for source in self.inputs.values():
-            if source.read_to_end and not woke and at_mono - source.data_at >= self.idle:
+            if (source.read_to_end and source.polled_at > self.arrived_at and not woke
+                    and at_mono - source.data_at >= self.idle):
                 continue  # quiet: does not hold the others back
             bound = min(bound, source.latest)
         return bound
