@@ -346,20 +346,20 @@ class CustomerAgent(Service):
         ready, late = partition.take_ready(mono, batch.wall)
         for topic in late:
             batch.late[topic] += 1
-        if partition.clock == NEVER:
-            return  # no event time yet (event clock): nothing can be due
+        if partition.due_until == NEVER:
+            return  # no event time yet: nothing can be processed or due
         groups: dict[str, list[Incoming]] = defaultdict(list)
         for incoming in ready:
             groups[incoming.event.customer_id].append(incoming)
         due = 0
-        for _, customer_id in self.store.due(number, micros(partition.clock),
+        for _, customer_id in self.store.due(number, micros(partition.due_until),
                                              self.settings.batch_size):
             if customer_id not in groups:
                 groups[customer_id] = []
                 due += 1
         if due:
             DUE_WORK.labels(str(number)).inc(due)
-        clock = Clock(due_until=partition.clock, now=partition.now(batch.wall))
+        clock = Clock(due_until=partition.due_until, now=partition.now(batch.wall))
         for customer_id, incoming in groups.items():
             self._step(number, customer_id, incoming, clock, batch)
         PARTITION_CLOCK.labels(str(number)).set(partition.clock.timestamp())

@@ -25,11 +25,14 @@ Each event's time for this purpose is its ``occurred_at``, but never later than 
 clock when it was fetched (on the event clock: than a day after), so one event from the
 future cannot hold a partition back.
 
-The partition's clock (how far its time-driven work may run) never goes backwards and never
-passes its watermark: on the event clock it is the latest event time processed; on the wall
-clock it is the wall clock, held back to the watermark while events are still unread. An
-event whose time is before its partition's clock when it is processed is *late*: it is
-applied like any other, and decided at the clock's time at the earliest.
+The partition's clock never goes backwards: on the event clock it is the latest event time
+processed; on the wall clock it is the wall clock, held back to the watermark while events
+are still unread. Time-driven work runs up to the clock or the watermark, whichever is
+earlier (``due_until``), so it never passes event time still being read. An event whose
+time is before its partition's clock when it is processed is *late*: a history published
+to a running worker on the wall clock is late as a whole. It is applied like any other
+event, at its own time: the watermark still orders it with the rest of the history, and
+time-driven work follows the history as it is read, up to the present once it is all in.
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ class PartitionTime:
     event_clock: bool
     idle: float  # seconds
     clock: datetime = NEVER
+    due_until: datetime = NEVER  # the clock or the watermark, whichever is earlier
     woke_at: float = float("-inf")  # monotonic
     arrived_at: float = float("-inf")  # wall-clock seconds of the latest fetched message
 
@@ -141,6 +145,7 @@ class PartitionTime:
             self.clock = max(clock, latest)
         else:
             self.clock = max(clock, min(wall, mark))
+        self.due_until = min(self.clock, mark)
         return ready, late
 
     def now(self, wall: datetime) -> datetime | None:

@@ -247,8 +247,11 @@ def _holds(state: CustomerState, pending: PendingFollowUp, at: datetime, facts: 
 
 
 def _overdue_at(ticket: Ticket, rules: FollowUpRules) -> datetime:
+    """When an open ticket is overdue: its deadline after opening, or the moment it was
+    reopened if that is later (it was not open at its deadline then)."""
     urgent = ticket.priority in ("high", "urgent")
-    return ticket.opened_or_seen_at + (rules.overdue_urgent if urgent else rules.overdue_other)
+    deadline = ticket.opened_or_seen_at + (rules.overdue_urgent if urgent else rules.overdue_other)
+    return max(deadline, ticket.status_at)
 
 
 def _ticket_opened_since(state: CustomerState, moment: datetime) -> bool:
