@@ -467,9 +467,8 @@ class Decider:
         """Decode fetched messages into the partition's buffer; unreadable ones become
         dead letters at once."""
         name, rank, number = self.inputs[topic], self.rank[topic], partition.partition
-        at_wall = batch.wall.timestamp()
+        partition.fetched(topic, records[-1].offset, mono, batch.wall.timestamp())
         for record in records:
-            partition.fetched(topic, record.offset, mono, at_wall)
             source = Source(topic, number, record.offset, record.key, record.value, rank)
             decoded = decode(name, record.key, record.value)
             if isinstance(decoded, Invalid):
@@ -513,8 +512,8 @@ class Decider:
         if result.erased:
             batch.emit(value_topic, number, key, None, "tombstone")
         if new.has_profile:
-            profile = build_profile(new, result.decided_at or clock.due_until, self.rules,
-                                    predictor)
+            as_of = result.decided.at if result.decided is not None else clock.due_until
+            profile = build_profile(new, as_of, self.rules, predictor, result.decided)
             batch.emit(value_topic, number, key, JSON.encode(profile), "snapshot")
         for churn in result.churn_events:
             batch.emit(self.outputs[CHURN_RISK], number, key, JSON.encode(churn),

@@ -7,12 +7,13 @@ msgspec does both in about a microsecond. The JSON Schema files beside this modu
 exported from them (``python -m schemas.export``); ``tests/test_schemas.py`` checks that the
 files are current and that records written by a real worker validate against them.
 
-Times are RFC 3339 strings in UTC with ``Z``; money is a number in the base currency,
-rounded half-up to cents.
+Times are RFC 3339 strings in UTC with ``Z`` (aware UTC datetimes, which msgspec writes so);
+money is a number in the base currency, rounded half-up to cents.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from msgspec import Meta, Struct
@@ -21,7 +22,7 @@ from streams.domain.churn import LEVELS
 from streams.domain.followups import REASONS
 from streams.domain.predict import TIERS
 
-Time = Annotated[str, Meta(extra_json_schema={"format": "date-time"})]
+Time = datetime  # always UTC
 Money = Annotated[float, Meta(description="base currency, rounded half-up to cents")]
 Rate = Annotated[float, Meta(ge=0, description="rounded half-up to 4 decimals")]
 # The names are defined once, by the domain rules that use them.

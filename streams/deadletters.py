@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 from schemas.outputs import DeadLetter, DeadLetterError
-from streams.domain.profile import timestamp
 from streams.domain.state import Source
 
 
@@ -27,7 +26,7 @@ def dead_letter(source: Source, code: str, message: str, received_at: datetime) 
     return DeadLetter(
         source_topic=source.topic, partition=source.partition, offset=source.offset,
         key=key, key_base64=key_b64, value=value, value_base64=value_b64,
-        error=DeadLetterError(code=code, message=message), received_at=timestamp(received_at))
+        error=DeadLetterError(code=code, message=message), received_at=received_at)
 
 
 def original_bytes(record: dict[str, Any]) -> tuple[bytes | None, bytes | None]:

@@ -92,13 +92,13 @@ class PartitionTime:
     woke_at: float = float("-inf")  # monotonic
     arrived_at: float = float("-inf")  # wall-clock seconds of the latest fetched message
 
-    def fetched(self, topic: str, offset: int, at_mono: float, at_wall: float) -> None:
-        """A message was fetched (valid or not): it moves the position."""
+    def fetched(self, topic: str, last_offset: int, at_mono: float, at_wall: float) -> None:
+        """Messages up to ``last_offset`` were fetched (valid or not)."""
         source = self.inputs[topic]
         if all(at_mono - i.data_at >= self.idle for i in self.inputs.values()) and not any(
                 i.buffer for i in self.inputs.values()):
             self.woke_at = at_mono
-        source.position = offset + 1
+        source.position = last_offset + 1
         source.data_at = at_mono
         self.arrived_at = at_wall
 

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
+from streams.domain.churn import ChurnRisk
 from streams.domain.history import PurchaseHistory
 from streams.domain.state import CustomerState, Order, PendingFollowUp, Ticket
 
@@ -79,7 +80,7 @@ class ValueFacts:
     tier: str | None
     platinum_cut: float
     became_high_risk: bool  # the churn level changed to high in this decision
-    churn: dict[str, Any]  # level, score, reasons (for a win-back's context)
+    churn: ChurnRisk | None  # the risk at the decision (for a win-back's context)
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,8 +279,9 @@ def _context(state: CustomerState, pending: PendingFollowUp, facts: ValueFacts
     if facts.live:
         context.update(orders=len(facts.live),
                        last_order_at=facts.live[-1].placed_at.isoformat())
-    if pending.reason == "win_back":
-        context["churn_risk"] = facts.churn
+    if pending.reason == "win_back" and facts.churn is not None:
+        context["churn_risk"] = {"level": facts.churn.level, "score": facts.churn.score.score,
+                                 "reasons": list(facts.churn.score.reasons)}
     if pending.reason == "warm_lead":
         context["recent_clicks"] = len(state.emails.click_times)
     return context

@@ -7,11 +7,12 @@ half-up to cents only here, at the edge; all arithmetic before is exact.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from schemas.outputs import ChurnRiskView, PendingFollowUpView, Profile, RfmView
-from streams.domain.churn import current_churn
+from streams.domain.churn import ChurnRisk, current_churn
 from streams.domain.history import PurchaseHistory, live_orders, purchase_history
 from streams.domain.predict import Predictor
 from streams.domain.rules import Rules
@@ -35,14 +36,10 @@ def rate(part: Decimal | int, whole: Decimal | int) -> float | None:
 
 
 def timestamp(moment: datetime) -> str:
-    """RFC 3339 in UTC with ``Z``."""
+    """RFC 3339 in UTC with ``Z``: how every output shows a time."""
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
     return moment.isoformat().replace("+00:00", "Z")
-
-
-def optional_timestamp(moment: datetime | None) -> str | None:
-    return None if moment is None else timestamp(moment)
 
 
 def margin_rate(live: list[Order]) -> Decimal | None:
@@ -53,10 +50,24 @@ def margin_rate(live: list[Order]) -> Decimal | None:
     return sum((o.margin - o.refunded_margin for o in live), ZERO) / net_revenue
 
 
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """What a decision worked out at its moment, which the profile at that moment shares
+    (the state's orders and level do not change between a decision and its snapshot)."""
+
+    at: datetime
+    live: list[Order]
+    history: PurchaseHistory | None
+    risk: ChurnRisk
+
+
 def build_profile(state: CustomerState, as_of: datetime, rules: Rules,
-                  predictor: Predictor) -> Profile:
-    """The profile of the README's *The profile* section."""
-    live = live_orders(state)
+                  predictor: Predictor, decided: Decided | None = None) -> Profile:
+    """The profile of the README's *The profile* section (``decided``: the last decision,
+    reused if it was taken at ``as_of``)."""
+    if decided is not None and decided.at != as_of:
+        decided = None
+    live = decided.live if decided is not None else live_orders(state)
     all_orders = len(state.orders)
     revenue = refunds = gross_margin = refunded_margin = discounts = ZERO
     for order in live:
@@ -74,7 +85,7 @@ def build_profile(state: CustomerState, as_of: datetime, rules: Rules,
     cancelled = all_orders - len(live)
     support_cost = len(state.tickets) * rules.ticket_cost
     net_revenue = revenue - refunds
-    history = purchase_history(live)
+    history = decided.history if decided is not None else purchase_history(live)
     own_margin = (gross_margin - refunded_margin) / net_revenue if net_revenue else None
     emails = state.emails
     sent, opened = len(emails.sent), len(emails.opened)
@@ -85,19 +96,20 @@ def build_profile(state: CustomerState, as_of: datetime, rules: Rules,
     rated = sorted((t for t in tickets if t.rated_at is not None),
                    key=lambda t: t.rated_at)  # type: ignore[arg-type, return-value]
 
-    risk = current_churn(state, history, as_of, predictor, rules.churn)
+    risk = (decided.risk if decided is not None
+            else current_churn(state, history, as_of, predictor, rules.churn))
     prediction = None
     if history is not None:
         prediction = predictor.predict(
             history, as_of, own_margin if own_margin is not None else rules.default_margin)
     return Profile(
         customer_id=state.customer_id,
-        as_of=timestamp(as_of),
-        first_seen_at=optional_timestamp(state.first_seen_at),
-        updated_at=optional_timestamp(state.updated_at),
+        as_of=as_of,
+        first_seen_at=state.first_seen_at,
+        updated_at=state.updated_at,
         orders=len(live),
-        first_order_at=timestamp(live[0].placed_at) if live else None,
-        last_order_at=timestamp(live[-1].placed_at) if live else None,
+        first_order_at=live[0].placed_at if live else None,
+        last_order_at=live[-1].placed_at if live else None,
         revenue=money(revenue),
         refunds=money(refunds),
         net_revenue=money(net_revenue),
@@ -118,15 +130,15 @@ def build_profile(state: CustomerState, as_of: datetime, rules: Rules,
         tickets_total=len(state.tickets),
         tickets_open=len(open_since),
         tickets_90d=sum(1 for t in tickets if window_start < t.opened_or_seen_at <= as_of),
-        oldest_open_ticket_at=timestamp(min(open_since)) if open_since else None,
+        oldest_open_ticket_at=min(open_since) if open_since else None,
         csat_average=rate(sum(t.csat or 0 for t in rated), len(rated)),
         csat_last=rated[-1].csat if rated else None,
         emails_sent=sent,
         emails_opened=opened,
         emails_clicked=len(emails.clicked),
         open_rate=rate(min(opened, sent), sent),
-        last_open_at=optional_timestamp(emails.last_open_at),
-        last_click_at=optional_timestamp(emails.last_click_at),
+        last_open_at=emails.last_open_at,
+        last_click_at=emails.last_click_at,
         unsubscribed=emails.unsubscribed,
         bounced=emails.bounced,
         **_purchase_statistics(history, as_of),
@@ -147,8 +159,7 @@ def build_profile(state: CustomerState, as_of: datetime, rules: Rules,
 
 def pending_follow_ups(state: CustomerState) -> list[PendingFollowUpView]:
     return [
-        PendingFollowUpView(reason=f.reason, due_at=timestamp(f.due_at),
-                            expires_at=timestamp(f.expires_at))
+        PendingFollowUpView(reason=f.reason, due_at=f.due_at, expires_at=f.expires_at)
         for f in sorted(state.followups.values(), key=lambda f: (f.due_at, f.reason))
     ]
 

@@ -38,7 +38,7 @@ from streams.domain.churn import ChurnChange, ChurnRisk, assess_churn
 from streams.domain.followups import REASONS, Dropped, FollowUp, ValueFacts, fire, plan
 from streams.domain.history import live_orders, purchase_history
 from streams.domain.predict import Predictor, value_tier
-from streams.domain.profile import margin_rate, money, timestamp
+from streams.domain.profile import Decided, margin_rate, money, timestamp
 from streams.domain.rules import Rules
 from streams.domain.state import CustomerState, Rejected, Source
 
@@ -75,7 +75,7 @@ class StepResult:
     state: CustomerState | None
     changed: bool = False  # store the state and emit its snapshot
     erased: bool = False  # emit a tombstone (before any snapshot of a new profile)
-    decided_at: datetime | None = None  # moment of the latest decision: the snapshot's as_of
+    decided: Decided | None = None  # the latest decision: its moment is the snapshot's as_of
     outcomes: list[tuple[Incoming, Outcome]] = field(default_factory=list)
     dead_letters: list[Rejected] = field(default_factory=list)
     churn_events: list[ChurnRiskChanged] = field(default_factory=list)
@@ -153,13 +153,11 @@ def _decide(result: StepResult, state: CustomerState, at: datetime, clock: Clock
     facts = ValueFacts(
         live=live, history=history, clv=clv, tier=tier,
         platinum_cut=predictor.params.tiers.platinum,
-        became_high_risk=change is not None and change.risk.level == "high",
-        churn={"level": risk.level, "score": risk.score.score,
-               "reasons": list(risk.score.reasons)})
+        became_high_risk=change is not None and change.risk.level == "high", churn=risk)
     result.dropped += plan(state, at, facts, rules.follow_ups)
     emitted, not_sent = fire(state, at, clock.at(at), facts, rules.follow_ups)
     result.dropped += not_sent
-    result.decided_at = at
+    result.decided = Decided(at, live, history, risk)
     if change is not None:
         result.churn_events.append(churn_event(state.customer_id, change, risk, facts, at,
                                                trigger))
@@ -173,7 +171,7 @@ def churn_event(customer_id: str, change: ChurnChange, risk: ChurnRisk, facts: V
     return ChurnRiskChanged(
         event_id=hashlib.sha256(identity.encode()).hexdigest()[:32],
         customer_id=customer_id,
-        occurred_at=timestamp(decided_at),
+        occurred_at=decided_at,
         level=risk.level,
         previous_level=change.previous_level,
         score=risk.score.score,
@@ -192,10 +190,10 @@ def follow_up_event(customer_id: str, follow_up: FollowUp, decided_at: datetime
     return FollowUpDue(
         event_id=hashlib.sha256(identity.encode()).hexdigest()[:32],
         customer_id=customer_id,
-        occurred_at=timestamp(decided_at),
+        occurred_at=decided_at,
         reason=follow_up.reason,
-        due_at=timestamp(follow_up.due_at),
-        expires_at=timestamp(follow_up.expires_at),
+        due_at=follow_up.due_at,
+        expires_at=follow_up.expires_at,
         priority=follow_up.priority,
         suggested_action=REASONS[follow_up.reason].suggested_action,
         context=follow_up.context,
