@@ -96,7 +96,7 @@ log = logging.getLogger(__name__)
 COMMIT_INTERVAL = 1.0  # seconds between input offset commits while busy
 RETRY_PAUSE = 2.0  # seconds before the loop starts again after a failure
 RESTORE_CHUNK = 50_000  # changelog records applied to the local store at a time
-MAX_BUFFERED = 20_000  # per partition: fetching from it pauses above this
+MAX_BUFFERED = 5_000  # per input topic-partition: fetching from it pauses above this
 JSON = msgspec.json.Encoder()
 
 
@@ -123,7 +123,7 @@ class CustomerAgent(Service):
         self.cache = StateCache(settings.state_cache)
         self.partitions: dict[int, PartitionTime] = {}  # owned and restored
         self.restoring: set[int] = set()  # owned, state not restored yet
-        self.paused: set[int] = set()  # owned, too much buffered
+        self.paused: set[TopicPartition] = set()  # inputs ahead of their partition
         self.clocks: dict[int, datetime] = {}  # partition clocks, kept across rebalances
         self._lock = asyncio.Lock()
         self._stopping = False
@@ -151,7 +151,7 @@ class CustomerAgent(Service):
             auto_offset_reset="earliest", partition_assignment_strategy=(self.assignor,),
             session_timeout_ms=int(self.settings.session_timeout * 1000),
             heartbeat_interval_ms=int(min(3.0, self.settings.session_timeout / 3) * 1000),
-            max_partition_fetch_bytes=1_048_576, fetch_max_wait_ms=50)
+            max_partition_fetch_bytes=1_048_576, fetch_max_wait_ms=20)
         self.restorer = AIOKafkaConsumer(
             bootstrap_servers=servers, group_id=None, enable_auto_commit=False,
             client_id=f"{self.settings.app_id}-restore", max_partition_fetch_bytes=4_194_304)
@@ -218,7 +218,7 @@ class CustomerAgent(Service):
                 if (time_ := self.partitions.pop(partition, None)) is not None:
                     self.clocks[partition] = time_.clock
                 self.restoring.discard(partition)
-            self.paused -= partitions
+            self.paused = {tp for tp in self.paused if tp.partition not in partitions}
 
     async def assign(self, partitions: set[int]) -> None:
         """After a rebalance: partitions kept need nothing; the others are restored from
@@ -253,6 +253,7 @@ class CustomerAgent(Service):
                 idle=self.settings.input_idle, clock=self.clocks.get(partition, NEVER))
         self.restoring -= partitions
         self.consumer.resume(*self._input_tps(partitions))
+        self.paused = {tp for tp in self.paused if tp.partition not in partitions}
         RESTORE_SECONDS.observe(time.monotonic() - started)
         log.info("partitions %s ready in %.1f s", sorted(partitions), time.monotonic() - started)
 
@@ -346,23 +347,26 @@ class CustomerAgent(Service):
         ready, late = partition.take_ready(mono, batch.wall)
         for topic in late:
             batch.late[topic] += 1
-        if partition.due_until == NEVER:
-            return  # no event time yet: nothing can be processed or due
+        if partition.clock != NEVER:
+            PARTITION_CLOCK.labels(str(number)).set(partition.clock.timestamp())
         groups: dict[str, list[Incoming]] = defaultdict(list)
         for incoming in ready:
             groups[incoming.event.customer_id].append(incoming)
-        due = 0
-        for _, customer_id in self.store.due(number, micros(partition.due_until),
-                                             self.settings.batch_size):
-            if customer_id not in groups:
-                groups[customer_id] = []
-                due += 1
-        if due:
-            DUE_WORK.labels(str(number)).inc(due)
-        clock = Clock(due_until=partition.due_until, now=partition.now(batch.wall))
+        if partition.due_until != NEVER:  # time-driven work up to the partition's clock
+            due = 0
+            for _, customer_id in self.store.due(number, micros(partition.due_until),
+                                                 self.settings.batch_size):
+                if customer_id not in groups:
+                    groups[customer_id] = []
+                    due += 1
+            if due:
+                DUE_WORK.labels(str(number)).inc(due)
+        if not groups:
+            return
+        clock = Clock(due_until=partition.due_until, horizon=partition.horizon(batch.wall),
+                      now=partition.now(batch.wall))
         for customer_id, incoming in groups.items():
             self._step(number, customer_id, incoming, clock, batch)
-        PARTITION_CLOCK.labels(str(number)).set(partition.clock.timestamp())
 
     def _step(self, number: int, customer_id: str, incoming: list[Incoming], clock: Clock,
               batch: Batch) -> None:
@@ -395,16 +399,18 @@ class CustomerAgent(Service):
             self.store.reindex(number, customer_id, header, NO_DEADLINE)
 
     def _flow_control(self) -> None:
-        """Pause fetching for partitions that hold many events back (a quiet input topic
-        they wait for, or one topic far ahead of the others)."""
+        """Pause fetching from an input that is far ahead of the others of its partition
+        (many events buffered, waiting for the watermark), until they catch up. Only the
+        inputs ahead are paused: the one holding the watermark back keeps being read."""
         for number, partition in self.partitions.items():
-            buffered = partition.buffered()
-            if buffered > MAX_BUFFERED and number not in self.paused:
-                self.consumer.pause(*self._input_tps({number}))
-                self.paused.add(number)
-            elif buffered < MAX_BUFFERED // 2 and number in self.paused:
-                self.consumer.resume(*self._input_tps({number}))
-                self.paused.discard(number)
+            for topic, source in partition.inputs.items():
+                tp = TopicPartition(topic, number)
+                if len(source.buffer) > MAX_BUFFERED and tp not in self.paused:
+                    self.consumer.pause(tp)
+                    self.paused.add(tp)
+                elif len(source.buffer) < MAX_BUFFERED // 2 and tp in self.paused:
+                    self.consumer.resume(tp)
+                    self.paused.discard(tp)
 
     async def _commit_offsets(self, force: bool) -> None:
         if not force and time.monotonic() - self._last_commit < COMMIT_INTERVAL:
@@ -438,6 +444,17 @@ class CustomerAgent(Service):
             state = decode_state(record) if record is not None else None
         return state
 
+    def settled(self) -> bool:
+        """Ready, nothing waiting in a buffer, and the time-driven work up to every
+        partition's clock done."""
+        for number, partition in self.partitions.items():
+            if partition.buffered() or partition.due_until < partition.clock:
+                return False
+            if partition.due_until != NEVER and self.store.due(
+                    number, micros(partition.due_until), 1):
+                return False
+        return self.ready
+
     def refresh_gauges(self) -> None:
         for level in LEVELS:
             CUSTOMERS.labels(level).set(sum(self.store.counts.get(p, {}).get(level, 0)
@@ -467,7 +484,8 @@ class Decider:
         """Decode fetched messages into the partition's buffer; unreadable ones become
         dead letters at once."""
         name, rank, number = self.inputs[topic], self.rank[topic], partition.partition
-        partition.fetched(topic, records[-1].offset, mono, batch.wall.timestamp())
+        arrived = batch.wall.timestamp()
+        partition.fetched(topic, records[-1].offset, mono, arrived)
         for record in records:
             source = Source(topic, number, record.offset, record.key, record.value, rank)
             decoded = decode(name, record.key, record.value)
@@ -475,7 +493,7 @@ class Decider:
                 batch.events[topic, "invalid", "dead_letter"] += 1
                 self.dead_letter(batch, Rejected(source, decoded.code, decoded.message))
             else:
-                partition.buffer(topic, Incoming(decoded, source), batch.wall)
+                partition.buffer(topic, Incoming(decoded, source), batch.wall, arrived)
 
     def decide(self, batch: Batch, number: int, customer_id: str, state: CustomerState | None,
                before: Header | None, incoming: list[Incoming], clock: Clock

@@ -159,7 +159,7 @@ def domain_only(app: Application, messages: list[Message]) -> float:
             groups: dict[str, list[Incoming]] = defaultdict(list)
             for incoming in ready:
                 groups[incoming.event.customer_id].append(incoming)
-            clock = Clock(due_until=partition.due_until, now=wall)
+            clock = Clock(due_until=partition.due_until, horizon=wall, now=wall)
             for customer_id, incoming in groups.items():
                 record = store.get((number, customer_id))
                 state = decode_state(record) if record is not None else None

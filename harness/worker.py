@@ -127,6 +127,12 @@ class Worker:
     def health(self) -> dict[str, Any]:
         return http_get(f"{self.url}/health")[1]
 
+    def wait_settled(self, processed: float, timeout: float = 120.0) -> None:
+        """Until ``processed`` input messages are accounted for and nothing is left to do:
+        no event waiting in a buffer, the time-driven work up to every clock done."""
+        self.wait(lambda: self.processed() >= processed and self.health()["settled"],
+                  timeout, f"{processed} messages processed and the worker settled")
+
     def profile(self, customer_id: str, as_of: str | None = None) -> tuple[int, Any]:
         query = f"?as_of={as_of}" if as_of else ""
         return http_get(f"{self.url}/customers/{customer_id}{query.replace('+', '%2B')}")

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from schemas.events import TOPIC_OF_TYPE
-from streams.publish import open_producer
+from streams.publish import SLICE, open_producer
 from streams.settings import Settings
 
 SKUS = [("mug", "12.50", "4.10"), ("tea-100g", "8.90", None), ("teapot", "39.00", "15.20"),
@@ -180,6 +180,8 @@ def run_demo(settings: Settings, customers: int, events: int, rate: float, seed:
         for n, (topic, key, value) in enumerate(traffic.messages(events), start=1):
             producer.send(settings.topic(topic), key=key, value=value)
             progress.advance(task)
+            if n % SLICE == 0:
+                producer.flush()
             if rate > 0:
                 ahead = n / rate - (time.monotonic() - began)
                 if ahead > 0:

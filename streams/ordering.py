@@ -12,9 +12,9 @@ How far an input has been read (its *bound*):
 
 * while it has buffered events, or Kafka reports unread messages on it (its high watermark
   is past what was fetched): the largest event time fetched from it;
-* when it has been read to its end: the same, until Kafka has confirmed that end again in a
-  fetch response that came after the partition's latest data (a producer writes several
-  topics at once, and they become readable one after the other), and for as long as it
+* when it has been read to its end: the same for events fetched before Kafka confirmed that
+  end again in a later fetch response (a producer writes several topics at once, and they
+  become readable one after the other), and for as long as it
   received data in the last ``idle`` seconds or its partition woke up (got data after a
   quiet spell) in the last ``idle`` seconds, since more may be on its way. After that it
   no longer holds the others back. An input topic without traffic (erasures, usually) thus
@@ -26,9 +26,12 @@ clock when it was fetched (on the event clock: than a day after), so one event f
 future cannot hold a partition back.
 
 The partition's clock never goes backwards: on the event clock it is the latest event time
-processed; on the wall clock it is the wall clock, held back to the watermark while events
-are still unread. Time-driven work runs up to the clock or the watermark, whichever is
-earlier (``due_until``), so it never passes event time still being read. An event whose
+processed; on the wall clock it is the wall clock, held back while events are still unread.
+Time-driven work runs up to the clock, but never past event time that may still be unread
+or is held in a buffer (``due_until``): for an input still being read, how far it has been
+read; for a quiet input not yet confirmed since the latest data arrived, the latest event
+time of the data that arrived before its last confirmation (what a producer sends later
+comes later in event time, topic by topic). An event whose
 time is before its partition's clock when it is processed is *late*: a history published
 to a running worker on the wall clock is late as a whole. It is applied like any other
 event, at its own time: the watermark still orders it with the rest of the history, and
@@ -38,6 +41,7 @@ time-driven work follows the history as it is read, up to the present once it is
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -51,6 +55,7 @@ MAX_AHEAD_OF_WALL = timedelta(days=1)
 @dataclass(slots=True)
 class Buffered:
     at: datetime  # the event's time for ordering (occurred_at, capped)
+    arrived: float  # wall-clock seconds when it was fetched
     incoming: Incoming
 
     @property
@@ -88,9 +93,13 @@ class PartitionTime:
     event_clock: bool
     idle: float  # seconds
     clock: datetime = NEVER
-    due_until: datetime = NEVER  # the clock or the watermark, whichever is earlier
+    due_until: datetime = NEVER  # how far time-driven work may run
     woke_at: float = float("-inf")  # monotonic
     arrived_at: float = float("-inf")  # wall-clock seconds of the latest fetched message
+    # Arrivals not yet confirmed by every quiet input: (arrived at, latest event time), and
+    # the latest event time of those that are.
+    arrivals: deque[tuple[float, datetime]] = field(default_factory=deque)
+    confirmed: datetime = NEVER
 
     def fetched(self, topic: str, last_offset: int, at_mono: float, at_wall: float) -> None:
         """Messages up to ``last_offset`` were fetched (valid or not)."""
@@ -102,51 +111,99 @@ class PartitionTime:
         source.data_at = at_mono
         self.arrived_at = at_wall
 
-    def buffer(self, topic: str, incoming: Incoming, wall: datetime) -> None:
-        ahead = MAX_AHEAD_OF_WALL if self.event_clock else timedelta(0)
-        at = min(incoming.event.occurred_at, wall + ahead)
+    def buffer(self, topic: str, incoming: Incoming, wall: datetime, arrived: float) -> None:
+        at = min(incoming.event.occurred_at, self.horizon(wall))
         source = self.inputs[topic]
-        source.buffer.append(Buffered(at, incoming))
+        source.buffer.append(Buffered(at, arrived, incoming))
         if at > source.latest:
             source.latest = at
+        if self.arrivals and self.arrivals[-1][0] == arrived:
+            if at > self.arrivals[-1][1]:
+                self.arrivals[-1] = (arrived, at)
+        else:
+            self.arrivals.append((arrived, at))
 
-    def watermark(self, at_mono: float) -> datetime:
+    def _inputs(self, at_mono: float) -> tuple[datetime, list[tuple[float, datetime]]]:
+        """How far the inputs still being read have been read (the smallest), and for each
+        quiet input (read to its end, and idle) when Kafka last confirmed its end and how
+        far it had been read then."""
         bound = ALWAYS
+        quiet: list[tuple[float, datetime]] = []
         woke = at_mono - self.woke_at < self.idle
         for source in self.inputs.values():
-            if (source.read_to_end and source.polled_at > self.arrived_at and not woke
-                    and at_mono - source.data_at >= self.idle):
-                continue  # quiet: does not hold the others back
-            bound = min(bound, source.latest)
-        return bound
+            if source.read_to_end and not woke and at_mono - source.data_at >= self.idle:
+                quiet.append((source.polled_at, source.latest))
+            else:
+                bound = min(bound, source.latest)
+        return bound, quiet
+
+    def watermarks(self, at_mono: float) -> Callable[[float], datetime]:
+        """The watermark for events that arrived at a given wall-clock time: inputs still
+        being read bound it by how far they have been read; a quiet input only bounds events
+        that arrived before Kafka confirmed its end."""
+        bound, quiet = self._inputs(at_mono)
+        known: dict[float, datetime] = {}
+
+        def mark(arrived: float) -> datetime:
+            found = known.get(arrived)
+            if found is None:
+                found = known[arrived] = min(
+                    [bound, *(latest for confirmed, latest in quiet if confirmed <= arrived)])
+            return found
+
+        return mark
 
     def take_ready(self, at_mono: float, wall: datetime) -> tuple[list[Incoming], list[str]]:
-        """The buffered events up to the watermark (in no particular order: each customer's
-        step orders its own), and the topics of those that are late; advances the clock."""
-        mark = self.watermark(at_mono)
+        """The buffered events up to their watermark (in no particular order: each
+        customer's step orders its own), and the topics of those that are late; advances
+        the clock."""
         ready: list[Incoming] = []
         late: list[str] = []
         latest = NEVER
         clock = self.clock
-        for source in self.inputs.values():
-            if not source.buffer:
-                continue
-            kept: deque[Buffered] = deque()
-            for item in source.buffer:
-                if item.at <= mark:
-                    ready.append(item.incoming)
-                    if item.at < clock:
-                        late.append(source.topic)
-                    latest = max(latest, item.at)
-                else:
-                    kept.append(item)
-            source.buffer = kept
-        if self.event_clock:
-            self.clock = max(clock, latest)
-        else:
-            self.clock = max(clock, min(wall, mark))
-        self.due_until = min(self.clock, mark)
+        while True:  # an input whose buffer empties may stop holding the others back
+            mark = self.watermarks(at_mono)
+            # Events go in event-time order: one that must wait holds back every later one.
+            block = min((item.at for source in self.inputs.values() for item in source.buffer
+                         if item.at > mark(item.arrived)), default=ALWAYS)
+            taken = len(ready)
+            for source in self.inputs.values():
+                if not source.buffer:
+                    continue
+                kept: deque[Buffered] = deque()
+                for item in source.buffer:
+                    if item.at < block and item.at <= mark(item.arrived):
+                        ready.append(item.incoming)
+                        if item.at < clock:
+                            late.append(source.topic)
+                        latest = max(latest, item.at)
+                    else:
+                        kept.append(item)
+                source.buffer = kept
+            if len(ready) == taken or not self.buffered():
+                break
+        unread = self._unread(at_mono)
+        self.clock = max(clock, latest) if self.event_clock else max(clock, latest,
+                                                                     min(wall, unread))
+        self.due_until = min(self.clock, unread)
         return ready, late
+
+    def _unread(self, at_mono: float) -> datetime:
+        """No event time before this may still be unread or held."""
+        bound, quiet = self._inputs(at_mono)
+        confirmed_until = min(s.polled_at for s in self.inputs.values())  # by every input
+        while self.arrivals and self.arrivals[0][0] < confirmed_until:
+            self.confirmed = max(self.confirmed, self.arrivals.popleft()[1])
+        waiting = [latest for polled, latest in quiet if polled <= self.arrived_at]
+        if waiting:
+            bound = min(bound, max(min(waiting), self.confirmed))
+        held = min((b.at for s in self.inputs.values() for b in s.buffer), default=ALWAYS)
+        return min(bound, held)
+
+    def horizon(self, wall: datetime) -> datetime:
+        """The latest moment a decision may take: the wall clock (a day later on the event
+        clock), as for an event's ordering time."""
+        return wall + (MAX_AHEAD_OF_WALL if self.event_clock else timedelta(0))
 
     def now(self, wall: datetime) -> datetime | None:
         """Processor time: the wall clock; on the event clock none (each decision happens at

@@ -17,6 +17,11 @@ from schemas.events import TOPIC_OF_TYPE
 from streams.settings import Settings
 from streams.topics import TopicError
 
+# Records go out in slices of this many, each acknowledged before the next: a client that
+# batches per partition would otherwise let some topics run far ahead of others, and a
+# worker reads a history in event-time order only as fast as its slowest topic arrives.
+SLICE = 500
+
 
 def open_producer(settings: Settings) -> KafkaProducer:
     try:
@@ -70,6 +75,8 @@ def publish_file(settings: Settings, path: Path) -> int:
             else:
                 producer.send(settings.topic(topic), key=key, value=line)
                 sent += 1
+                if sent % SLICE == 0:
+                    producer.flush()
             progress.advance(task)
     producer.flush()
     producer.close()

@@ -84,6 +84,8 @@ def register_views(app: faust.App, agent: CustomerAgent, settings: Settings) -> 
                                                                      default=None)
         body = {
             "status": "recovering" if recovering else "ok",
+            # nothing buffered, time-driven work up to the clocks done
+            "settled": agent.settled(),
             "app_id": settings.app_id,
             "clock": settings.clock,
             "now": timestamp(now) if now is not None else None,

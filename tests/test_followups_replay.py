@@ -239,7 +239,7 @@ def run(make_worker: Callable[..., Worker], kafka_bootstrap: str, name: str,
                         f"{sent} events to be processed", interval=0.05)
     else:
         sent = produce(kafka_bootstrap, prefix, [record for _, record in history], fast=True)
-        worker.wait(lambda: worker.processed() >= sent, 60, "every event to be processed")
+    worker.wait_settled(sent, 60)
     worker.stop()
     return outputs(kafka_bootstrap, prefix)
 

@@ -120,7 +120,7 @@ def history() -> list[dict[str, Any]]:
 
 def processed_outputs(worker: Worker, bootstrap: str, prefix: str, sent: int
                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    worker.wait(lambda: worker.processed() >= sent, 120, "every event to be processed")
+    worker.wait_settled(sent)
     return ([orjson.loads(r.value) for r in read_topic(bootstrap, f"{prefix}churn-risk")],
             [orjson.loads(r.value) for r in read_topic(bootstrap, f"{prefix}follow-ups")])
 

@@ -9,18 +9,20 @@ returns it with what to emit):
    change a decision;
 2. before each event, the time-driven work that fell due before its ``occurred_at`` is done,
    each piece at its own due time, with the state as it was then (work due at the event's
-   own moment comes after it);
+   own moment comes after it): the event being here means its partition has been read up
+   to its time;
 3. each event is applied, and if it changed anything, churn risk and follow-ups are decided
    at the event's own time (never before the customer's previous decision, never after the
-   partition's clock);
+   clock's horizon);
 4. after the last event, the work due up to the partition's clock is done.
 
-The clock has two readings (``Clock``): ``due_until``, how far time-driven work may run (the
-partition's watermark: it never passes event time still unread on the partition's input
-topics), and ``now``, the processor time that expires follow-ups and parked events and
-dates the de-duplication memory. On the event clock there is no separate processor time:
-each decision happens at its own moment, so a replay fed as fast as possible expires
-exactly what a live run did.
+The clock (``Clock``) has three readings: ``due_until``, how far time-driven work may run
+(it never passes event time still unread on the partition's input topics); ``horizon``, the
+latest moment a decision may take (the wall clock, a day more on the event clock: an event
+from the future is decided then); and ``now``, the processor time that expires follow-ups
+and parked events and dates the de-duplication memory. On the event clock there is no
+separate processor time: each decision happens at its own moment, so a replay fed as fast
+as possible expires exactly what a live run did.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ class Incoming:
 
 @dataclass(frozen=True, slots=True)
 class Clock:
-    due_until: datetime  # time-driven work runs up to here
+    due_until: datetime  # time-driven work of customers runs up to here
+    horizon: datetime  # no decision is taken later than this
     now: datetime | None  # processor time (wall clock); None on the event clock
 
     def at(self, moment: datetime) -> datetime:
@@ -92,7 +95,7 @@ def step(state: CustomerState | None, events: Sequence[Incoming], clock: Clock,
     for incoming in sorted(events, key=lambda e: e.order):
         occurred_at = incoming.event.occurred_at
         if result.state is not None:
-            _catch_up(result, result.state, min(occurred_at - JUST_BEFORE, clock.due_until),
+            _catch_up(result, result.state, min(occurred_at, clock.horizon) - JUST_BEFORE,
                       clock, predictor, rules)
         state, applied = apply_event(result.state, incoming.event, incoming.source,
                                      clock.at(occurred_at), rules)
@@ -113,9 +116,9 @@ def step(state: CustomerState | None, events: Sequence[Incoming], clock: Clock,
 
 def decision_time(state: CustomerState, occurred_at: datetime, clock: Clock) -> datetime:
     """When an event's effect is decided: at the event's own time (so a replay decides as
-    live did), never after the partition's clock, never before the customer's previous
+    live did), never after the clock's horizon, never before the customer's previous
     decision (decisions do not go back in time)."""
-    moment = min(occurred_at, clock.due_until)
+    moment = min(occurred_at, clock.horizon)
     assessed = state.churn_assessed_at
     return assessed if assessed is not None and assessed > moment else moment
 
