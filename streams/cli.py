@@ -26,7 +26,6 @@ from streams.topics import (
 )
 
 EXIT_USAGE = 2
-GC_THRESHOLDS = (50_000, 20, 100)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -155,11 +154,10 @@ def _worker(settings: Settings) -> int:
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app, _ = create_app(settings)
-    # The worker allocates many short-lived objects per event and keeps many long-lived ones
-    # (decoded states): full collections of the default thresholds cost about 8% of a busy
-    # worker's time. Objects of the start-up are frozen out of collection altogether.
+    # The agent collects garbage itself, between batches (see CustomerAgent.collect_garbage);
+    # objects of the start-up are frozen out of collection altogether.
     gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+    gc.disable()
     worker = Worker(app, loglevel=settings.log_level, quiet=True)
     # Faust's start-up spinner sets the root logger to DEBUG and keeps it there: every
     # debug call of Faust and aiokafka then builds a record (7% of a busy worker's time).
