@@ -76,13 +76,14 @@ from streams.metrics import (
     PARKED_RESOLVED,
     PARTITION_CLOCK,
     PROCESSING_ERRORS,
+    RECORDS_SKIPPED,
     RESTORE_SECONDS,
     RESTORED,
 )
 from streams.model_params import ModelRegistry
-from streams.ordering import NEVER, Input, PartitionTime
+from streams.ordering import MAX_AHEAD_OF_WALL, NEVER, Input, PartitionTime
 from streams.producer import Outbox
-from streams.settings import Settings
+from streams.settings import MAX_RECORD_BYTES, Settings
 from streams.store import Change, LocalStore, StateCache
 from streams.topics import (
     CHURN_RISK,
@@ -99,6 +100,7 @@ RETRY_PAUSE = 2.0  # seconds before the loop starts again after a failure
 RESTORE_CHUNK = 50_000  # changelog records applied to the local store at a time
 MAX_BUFFERED = 5_000  # per input topic-partition: fetching from it pauses above this
 FULL_COLLECTION_SECONDS = 60.0
+MAX_ERROR_MESSAGE = 1_000  # characters of a dead letter's error message
 JSON = msgspec.json.Encoder()
 
 
@@ -488,6 +490,8 @@ class Decider:
     def __init__(self, settings: Settings, models: ModelRegistry) -> None:
         self.models = models
         self.rules = settings.rules()
+        self.max_message_bytes = settings.max_message_bytes
+        self.max_state_bytes = settings.max_state_bytes
         self.inputs = {settings.topic(t): t for t in INPUT_TOPICS}  # full name -> schema name
         self.rank = {settings.topic(t): n for n, t in enumerate(INPUT_TOPICS)}
         self.outputs = {name: settings.topic(name)
@@ -499,10 +503,11 @@ class Decider:
         dead letters at once."""
         name, rank, number = self.inputs[topic], self.rank[topic], partition.partition
         arrived = batch.wall.timestamp()
+        latest = batch.wall + MAX_AHEAD_OF_WALL
         partition.fetched(topic, records[-1].offset, mono, arrived)
         for record in records:
             source = Source(topic, number, record.offset, record.key, record.value, rank)
-            decoded = decode(name, record.key, record.value)
+            decoded = decode(name, record.key, record.value, self.max_message_bytes, latest)
             if isinstance(decoded, Invalid):
                 batch.events[topic, "invalid", "dead_letter"] += 1
                 self.dead_letter(batch, Rejected(source, decoded.code, decoded.message))
@@ -521,20 +526,26 @@ class Decider:
             log.exception("processing customer %r failed", customer_id)
             for item in incoming:
                 PROCESSING_ERRORS.labels(item.source.topic).inc()
-                batch.events[item.source.topic, item.event.type, "dead_letter"] += 1
-                self.dead_letter(batch, Rejected(item.source, "processing_error", repr(exc)))
             if not incoming:
                 PROCESSING_ERRORS.labels("due_work").inc()
-                if before is not None:  # unscheduled until the customer's next event
-                    batch.unscheduled.append((number, customer_id, before))
+            self._reject(batch, number, customer_id, before, incoming, "processing_error",
+                         repr(exc))
+            return None
+        new = result.state
+        record = encode_state(new) if new is not None and result.changed else None
+        if record is not None and len(record) > self.max_state_bytes:
+            log.warning("customer %r: %d events would grow the state to %d bytes; not applied",
+                        customer_id, len(incoming), len(record))
+            self._reject(batch, number, customer_id, before, incoming, "state_too_large",
+                         f"the customer's state would take {len(record):,} bytes; at most "
+                         f"{self.max_state_bytes:,} are kept")
             return None
         batch.count(result)
         for rejected in result.dead_letters:
             self.dead_letter(batch, rejected)
-        new = result.state
-        if new is None or not result.changed:
+        if new is None or record is None:
             return new
-        batch.changes.append(Change(number, customer_id, encode_state(new), before))
+        batch.changes.append(Change(number, customer_id, record, before))
         if result.stuck_at is not None:
             log.error("deadline %s of customer %r did not move; unscheduled", result.stuck_at,
                       customer_id)
@@ -555,9 +566,20 @@ class Decider:
                        "follow_up_due")
         return new
 
+    def _reject(self, batch: Batch, number: int, customer_id: str, before: Header | None,
+                incoming: list[Incoming], code: str, message: str) -> None:
+        """A step that cannot be kept: its messages become dead letters, the stored state
+        stands; without messages, the customer's due work waits for its next event."""
+        for item in incoming:
+            batch.events[item.source.topic, item.event.type, "dead_letter"] += 1
+            self.dead_letter(batch, Rejected(item.source, code, message))
+        if not incoming and before is not None:
+            batch.unscheduled.append((number, customer_id, before))
+
     def dead_letter(self, batch: Batch, rejected: Rejected) -> None:
         source = rejected.source
-        letter = dead_letter(source, rejected.code, rejected.message, batch.wall)
+        letter = dead_letter(source, rejected.code, rejected.message[:MAX_ERROR_MESSAGE],
+                             batch.wall, self.max_message_bytes)
         batch.emit(self.outputs[DEAD_LETTERS], source.partition, source.key,
                    JSON.encode(letter), "dead_letter")
         batch.dead_letters[source.topic, rejected.code] += 1
@@ -580,6 +602,12 @@ class Batch:
 
     def emit(self, topic: str, partition: int, key: bytes | None, value: bytes | None,
              kind: str) -> None:
+        size = len(key or b"") + len(value or b"")
+        if size > MAX_RECORD_BYTES:  # would stop the partition: the broker refuses it
+            log.error("a %s record of %d bytes for %s is too large to send; skipped", kind,
+                      size, topic)
+            RECORDS_SKIPPED.labels(topic).inc()
+            return
         self.outbox.add(topic, partition, key, value)
         self.emitted[topic, kind] += 1
 

@@ -29,18 +29,28 @@ from pydantic import (
     model_validator,
 )
 
-_DECIMAL_TEXT = r"^[0-9]+(\.[0-9]+)?$"
-_POSITIVE_DECIMAL_TEXT = r"^(?=.*[1-9])[0-9]+(\.[0-9]+)?$"
+# Bounds that keep every valid event inside exact arithmetic (README, *Limits*): amounts up
+# to 12 integer digits (4 decimals when written as text), quantities up to a million, at most
+# 1,000 lines, times from 1970 to 2999.
+MAX_AMOUNT = Decimal("999999999999.9999")
+MAX_QUANTITY = 1_000_000
+MAX_LINES = 1_000
+_DECIMAL_TEXT = r"^[0-9]{1,12}(\.[0-9]{1,4})?$"
+_POSITIVE_DECIMAL_TEXT = r"^(?=.*[1-9])[0-9]{1,12}(\.[0-9]{1,4})?$"
 _DECIMAL_TEXT_RE = re.compile(_DECIMAL_TEXT)
 _RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z"
 )
+# The same grammar with the years allowed: what the JSON Schema states.
+_RFC3339_IN_RANGE = (r"^(19[7-9][0-9]|2[0-9]{3})-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}"
+                     r"(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$")
 
 
 def _plain_decimal_text(value: Any) -> Any:
     """Decimal strings must be plain (no sign, exponent, spaces): what the JSON Schema allows."""
-    if isinstance(value, str) and not _DECIMAL_TEXT_RE.match(value):
-        raise ValueError("a decimal string must look like 12 or 12.34")
+    if isinstance(value, str) and not _DECIMAL_TEXT_RE.fullmatch(value):
+        raise ValueError("a decimal string must look like 12 or 12.3456 (at most 12 digits "
+                         "before the point and 4 after)")
     if isinstance(value, bool):
         raise ValueError("an amount must be a number or a decimal string")
     return value
@@ -50,7 +60,16 @@ def _rfc3339_text(value: Any) -> Any:
     """RFC 3339's own grammar: 'T' between date and time, seconds, an offset with a colon."""
     if not isinstance(value, str) or not _RFC3339.match(value):
         raise ValueError("expected an RFC 3339 timestamp with an offset, e.g. 2026-01-02T03:04:05Z")
+    if not "1970" <= value[:4] <= "2999":
+        raise ValueError("expected a time from the year 1970 to 2999")
     return value
+
+
+def _bounded_amount(value: Decimal) -> Decimal:
+    """At most ``MAX_AMOUNT``; a negative zero is zero."""
+    if value > MAX_AMOUNT:
+        raise ValueError(f"must be at most {MAX_AMOUNT}")
+    return value.copy_abs() if value.is_zero() else value
 
 
 def _integral_number(value: Any) -> Any:
@@ -64,8 +83,8 @@ Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Quantity = Annotated[
     int,
     BeforeValidator(_integral_number),
-    Field(gt=0, strict=True),
-    WithJsonSchema({"type": "integer", "minimum": 1}),
+    Field(gt=0, le=MAX_QUANTITY, strict=True),
+    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_QUANTITY}),
 ]
 Csat = Annotated[
     int,
@@ -77,18 +96,21 @@ Amount = Annotated[
     Decimal,
     BeforeValidator(_plain_decimal_text),
     Field(ge=0, allow_inf_nan=False),
+    AfterValidator(_bounded_amount),
     WithJsonSchema(
-        {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": _DECIMAL_TEXT}]}
+        {"anyOf": [{"type": "number", "minimum": 0, "maximum": float(MAX_AMOUNT)},
+                   {"type": "string", "pattern": _DECIMAL_TEXT}]}
     ),
 ]
 PositiveAmount = Annotated[
     Decimal,
     BeforeValidator(_plain_decimal_text),
     Field(gt=0, allow_inf_nan=False),
+    AfterValidator(_bounded_amount),
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "number", "exclusiveMinimum": 0},
+                {"type": "number", "exclusiveMinimum": 0, "maximum": float(MAX_AMOUNT)},
                 {"type": "string", "pattern": _POSITIVE_DECIMAL_TEXT},
             ]
         }
@@ -100,7 +122,7 @@ Timestamp = Annotated[
     AwareDatetime,
     BeforeValidator(_rfc3339_text),
     AfterValidator(lambda moment: moment.astimezone(UTC)),
-    WithJsonSchema({"type": "string", "format": "date-time"}),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": _RFC3339_IN_RANGE}),
 ]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Priority = Literal["low", "normal", "high", "urgent"]
@@ -132,7 +154,7 @@ class OrderLine(BaseModel):
         return self
 
 
-Lines = Annotated[list[OrderLine], Field(min_length=1)]
+Lines = Annotated[list[OrderLine], Field(min_length=1, max_length=MAX_LINES)]
 
 
 class OrderPlaced(InputEvent):

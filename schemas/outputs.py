@@ -158,6 +158,9 @@ class DeadLetter(Output):
     value_base64: bool
     error: DeadLetterError
     received_at: Time
+    truncated: bool  # key and value are only the first 4,096 bytes of each
+    value_bytes: int  # the size of the original value
+    value_sha256: str | None  # SHA-256 (hex) of the original value, when truncated
 
 
 # topic (without prefix) -> the model of its values

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -22,10 +23,16 @@ class Invalid:
     message: str
 
 
-def decode(topic: str, key: bytes | None, value: bytes | None) -> Event | Invalid:
-    """Validate one message of an input topic (named without prefix)."""
+def decode(topic: str, key: bytes | None, value: bytes | None, max_bytes: int | None = None,
+           latest: datetime | None = None) -> Event | Invalid:
+    """Validate one message of an input topic (named without prefix): at most ``max_bytes``
+    of key and value, and an ``occurred_at`` no later than ``latest``."""
     if value is None:
         return Invalid("invalid_json", "the message has no value")
+    size = len(value) + len(key or b"")
+    if max_bytes is not None and size > max_bytes:
+        return Invalid("message_too_large",
+                       f"the message has {size:,} bytes; at most {max_bytes:,} are accepted")
     try:
         event: Event = _ADAPTERS[topic].validate_json(value)
     except ValidationError as exc:
@@ -36,6 +43,9 @@ def decode(topic: str, key: bytes | None, value: bytes | None) -> Event | Invali
             "key_mismatch",
             f"customer_id {event.customer_id!r} does not match the message's {shown}",
         )
+    if latest is not None and event.occurred_at > latest:
+        return Invalid("bad_timestamp", f"occurred_at: {event.occurred_at.isoformat()} is more "
+                       f"than a day after the time it was received")
     return event
 
 
@@ -47,7 +57,7 @@ def _classify(errors: list[ErrorDetails]) -> Invalid:
         if error["type"] in _TYPE_ERRORS and error["loc"][-1:] in ((), ("type",)):
             return Invalid("unknown_type", f"unknown event type: {error['msg']}")
     for error in errors:
-        if _TIMESTAMP_FIELDS.intersection(map(str, error["loc"])):
+        if error["type"] != "missing" and _TIMESTAMP_FIELDS.intersection(map(str, error["loc"])):
             return Invalid("bad_timestamp", _describe(error))
     return Invalid("schema_violation", "; ".join(_describe(e) for e in errors[:3]))
 

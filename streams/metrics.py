@@ -38,6 +38,12 @@ EMITTED = Counter(
 DEAD_LETTERS_WRITTEN = Counter(
     "valuestream_dead_letters", "Dead letters written, by source topic and code", ["topic", "code"]
 )
+RECORDS_SKIPPED = Counter(
+    "valuestream_records_skipped",
+    "Output records larger than a Kafka record may be, logged and not sent (a bug: every "
+    "record valuestream writes is bounded)",
+    ["topic"],
+)
 FOLLOW_UPS_DROPPED = Counter(
     "valuestream_follow_ups_dropped",
     "Follow-ups not emitted when due, by reason and cause (condition, cool_down, cap, expired)",

@@ -30,6 +30,9 @@ from streams.domain.churn_rules import ChurnRules
 from streams.domain.followups import FollowUpRules
 from streams.domain.rules import Rules
 
+# The largest record the producers send (their max_request_size, Kafka's default limit): a
+# dead letter of the largest message accepted (base64) and the largest state must fit.
+MAX_RECORD_BYTES = 1_000_000
 T = TypeVar("T")
 N = TypeVar("N", int, float)
 
@@ -67,6 +70,15 @@ VARIABLES: tuple[Variable, ...] = (
              "how long a batch waits for more messages once its first has arrived"),
     Variable("VALUESTREAM_INPUT_IDLE_MS", "500",
              "how long a partition waits for a quiet input topic before going on without it"),
+    Variable("VALUESTREAM_MAX_MESSAGE_BYTES", "262144",
+             "largest input message (key and value) accepted; larger: `message_too_large`"),
+    Variable("VALUESTREAM_MAX_PARKED", "100",
+             "most events parked per customer for orders not known yet; more: `too_many_parked`"),
+    Variable("VALUESTREAM_MAX_PARKED_BYTES", "262144",
+             "most bytes of parked events per customer; more: `too_many_parked`"),
+    Variable("VALUESTREAM_MAX_STATE_BYTES", "524288",
+             "largest stored state of one customer; events that would grow it past this: "
+             "`state_too_large`"),
     Variable("VALUESTREAM_STATE_CACHE", "20000", "customers kept decoded in memory per worker"),
     Variable("VALUESTREAM_CHURN_MEDIUM", "40", "churn score (0-100) from which the risk is medium"),
     Variable("VALUESTREAM_CHURN_HIGH", "70", "churn score from which the risk is high"),
@@ -105,6 +117,10 @@ class Settings:
     batch_size: int
     batch_wait: float  # seconds
     input_idle: float  # seconds
+    max_message_bytes: int
+    max_parked: int
+    max_parked_bytes: int
+    max_state_bytes: int
     state_cache: int
     churn_medium: int
     churn_high: int
@@ -137,6 +153,13 @@ class Settings:
                 f"VALUESTREAM_CHURN_HYSTERESIS={hysteresis}, VALUESTREAM_CHURN_MEDIUM={medium}, "
                 f"VALUESTREAM_CHURN_HIGH={high}: expected hysteresis < medium < high"
             )
+        max_state_bytes = parsed("VALUESTREAM_MAX_STATE_BYTES",
+                                 _int_in(65_536, MAX_RECORD_BYTES - 65_536))
+        max_parked_bytes = parsed("VALUESTREAM_MAX_PARKED_BYTES", _int_in(1_024, 10**9))
+        if max_parked_bytes > max_state_bytes // 2:
+            raise ConfigError(
+                f"VALUESTREAM_MAX_PARKED_BYTES={max_parked_bytes}: expected at most half of "
+                f"VALUESTREAM_MAX_STATE_BYTES ({max_state_bytes})")
         return cls(
             bootstrap_servers=parsed("KAFKA_BOOTSTRAP_SERVERS", _bootstrap),
             data_dir=Path(raw("VALUESTREAM_DATA_DIR") or _DEFAULTS["VALUESTREAM_DATA_DIR"]),
@@ -156,6 +179,11 @@ class Settings:
             batch_size=parsed("VALUESTREAM_BATCH_SIZE", _int_in(1, 100_000)),
             batch_wait=parsed("VALUESTREAM_BATCH_WAIT_MS", _int_in(0, 10_000)) / 1000,
             input_idle=parsed("VALUESTREAM_INPUT_IDLE_MS", _int_in(0, 60_000)) / 1000,
+            max_message_bytes=parsed("VALUESTREAM_MAX_MESSAGE_BYTES",
+                                     _int_in(1_024, MAX_RECORD_BYTES * 2 // 3)),
+            max_parked=parsed("VALUESTREAM_MAX_PARKED", _int_in(1, 10_000)),
+            max_parked_bytes=max_parked_bytes,
+            max_state_bytes=max_state_bytes,
             state_cache=parsed("VALUESTREAM_STATE_CACHE", _int_in(0, 10_000_000)),
             churn_medium=medium,
             churn_high=high,
@@ -178,6 +206,8 @@ class Settings:
             ticket_cost=self.ticket_cost,
             dedup_window=timedelta(days=self.dedup_days),
             orphan_ttl=timedelta(days=self.orphan_days),
+            max_parked=self.max_parked,
+            max_parked_bytes=self.max_parked_bytes,
             churn=ChurnRules(medium=self.churn_medium, high=self.churn_high,
                              hysteresis=self.churn_hysteresis),
             follow_ups=self.follow_ups,

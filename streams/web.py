@@ -60,7 +60,7 @@ def register_views(app: faust.App, agent: CustomerAgent, settings: Settings) -> 
             as_of = _AS_OF.validate_python(text) if text is not None else None
         except ValidationError:
             return error(view, 400, "bad_as_of",
-                         "as_of must be an RFC 3339 timestamp with an offset")
+                         "as_of must be an RFC 3339 timestamp with an offset, from 1970 to 2999")
         partition = agent.partition_of(customer_id)
         if partition in agent.restoring:
             return error(view, 503, "recovering", f"partition {partition} is being restored")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -245,3 +246,56 @@ def test_no_purchase_means_null_statistics() -> None:
     ("2.665", 2.67), ("2.675", 2.68), ("-5.005", -5.01), ("0.004999", 0.0), ("1e2", 100.0)])
 def test_money_rounds_half_up_to_cents(amount: str, cents: float) -> None:
     assert money(Decimal(amount)) == cents
+
+
+# --- bounds: no valid message can overflow or grow a state without limit -------------------
+
+def test_messages_over_the_size_limit_are_rejected_before_parsing() -> None:
+    topic, key, value = record("email.sent", "e", "cust", "2026-04-01T00:00:00Z",
+                               message_id="m", note="x" * 2_000)
+    assert not isinstance(decode(topic, key, value, max_bytes=len(key) + len(value)), Invalid)
+    too_large = decode(topic, key, value, max_bytes=len(key) + len(value) - 1)
+    assert isinstance(too_large, Invalid)
+    assert too_large.code == "message_too_large"
+
+
+def test_an_event_more_than_a_day_ahead_of_its_arrival_is_a_bad_timestamp() -> None:
+    topic, key, value = record("email.sent", "e", "cust", "2026-05-03T00:00:00Z", message_id="m")
+    assert not isinstance(decode(topic, key, value, latest=datetime(2026, 5, 3, tzinfo=UTC)),
+                          Invalid)
+    late = decode(topic, key, value, latest=datetime(2026, 5, 2, 23, 59, tzinfo=UTC))
+    assert isinstance(late, Invalid)
+    assert late.code == "bad_timestamp"
+
+
+def test_a_missing_occurred_at_is_a_schema_violation_not_a_bad_timestamp() -> None:
+    decoded = decode("erasure-requests", b"c", b"{}")
+    assert isinstance(decoded, Invalid)
+    assert decoded.code == "schema_violation"
+
+
+def test_parked_events_are_bounded_in_number_and_bytes() -> None:
+    bounded = dataclasses.replace(RULES, max_parked=3, max_parked_bytes=1_000)
+    state: CustomerState | None = None
+    outcomes = []
+    for n in range(5):
+        event, source = parse("order.refunded", f"r{n}", "2026-04-01T00:00:00Z",
+                              order_id=f"unknown-{n}", amount="1.00")
+        state, applied = apply_event(state, event, source, NOW, bounded)
+        outcomes.append((applied.outcome, [r.code for r in applied.rejected]))
+    assert outcomes == [("parked", [])] * 3 + [("dead_letter", ["too_many_parked"])] * 2
+    assert state is not None and len(state.parked) == 3
+    big, source = parse("order.cancelled", "big", "2026-04-01T00:00:00Z", order_id="u",
+                        note="x" * 600)
+    state, applied = apply_event(CustomerState(customer_id="cust"), big, source, NOW, bounded)
+    assert applied.outcome == "parked"
+    again, source = parse("order.cancelled", "big2", "2026-04-01T00:00:00Z", order_id="u",
+                          note="x" * 600)
+    state, applied = apply_event(state, again, source, NOW, bounded)
+    assert [r.code for r in applied.rejected] == ["too_many_parked"]
+    assert id_hash("big2") not in state.seen  # a dead letter is not remembered as applied
+
+
+def test_money_of_any_finite_amount_rounds_without_error() -> None:
+    assert money(Decimal("1e30")) == 1e30
+    assert money(Decimal("123456789012345678901234567.895")) == 1.2345678901234568e26

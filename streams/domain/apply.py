@@ -110,6 +110,10 @@ def expire_parked(state: CustomerState, now: datetime) -> list[Rejected]:
 def _apply_order_event(state: CustomerState, event: OrderPlaced | OrderFollowUp, event_key: int,
                        source: Source, now: datetime, rules: Rules) -> Applied:
     if not isinstance(event, OrderPlaced) and event.order_id not in state.orders:
+        if (full := _parking_full(state, source, rules)) is not None:
+            del state.seen[event_key]
+            return Applied("dead_letter", changed=False,
+                           rejected=[Rejected(source, "too_many_parked", full)])
         state.parked.append(Parked(order_id=event.order_id, occurred_at=event.occurred_at,
                                    event_id=event.event_id, expires_at=now + rules.orphan_ttl,
                                    source=source))
@@ -126,6 +130,17 @@ def _apply_order_event(state: CustomerState, event: OrderPlaced | OrderFollowUp,
     if isinstance(event, OrderPlaced):
         _unpark(state, event.order_id, rules, applied)
     return applied
+
+
+def _parking_full(state: CustomerState, source: Source, rules: Rules) -> str | None:
+    """Why one more parked event would exceed the customer's bounds (``None``: it fits)."""
+    if len(state.parked) >= rules.max_parked:
+        return f"{len(state.parked)} events are already waiting for unknown orders"
+    size = len(source.value or b"") + sum(len(p.source.value or b"") for p in state.parked)
+    if size > rules.max_parked_bytes:
+        return (f"the events waiting for unknown orders would take {size:,} bytes; at most "
+                f"{rules.max_parked_bytes:,} are kept")
+    return None
 
 
 def _unpark(state: CustomerState, order_id: str, rules: Rules, applied: Applied) -> None:

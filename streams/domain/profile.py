@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 
 from schemas.outputs import ChurnRiskView, PendingFollowUpView, Profile, RfmView
 from streams.domain.churn import ChurnRisk, current_churn
@@ -19,13 +19,14 @@ from streams.domain.rules import Rules
 from streams.domain.state import ZERO, CustomerState, Order
 
 CENT = Decimal("0.01")
+WIDE = Context(prec=400)  # room for any finite float: rounding to cents never overflows
 RATE = Decimal("0.0001")
 TICKET_WINDOW = timedelta(days=90)
 
 
 def money(amount: Decimal) -> float:
     """Round to cents. A float of a cent-rounded decimal prints as exactly that decimal."""
-    return float(amount.quantize(CENT, rounding=ROUND_HALF_UP))
+    return float(amount.quantize(CENT, rounding=ROUND_HALF_UP, context=WIDE))
 
 
 def rate(part: Decimal | int, whole: Decimal | int) -> float | None:
