@@ -127,6 +127,9 @@ class CustomerAgent(Service):
         self.cache = StateCache(settings.state_cache)
         self.partitions: dict[int, PartitionTime] = {}  # owned and restored
         self.restoring: set[int] = set()  # owned, state not restored yet
+        # Owned partitions with input they had when assigned still unprocessed: input topic
+        # -> its end offset then. A customer not found there may be in that backlog.
+        self.catching_up: dict[int, dict[str, int]] = {}
         self.paused: set[TopicPartition] = set()  # inputs ahead of their partition
         self.clocks: dict[int, datetime] = {}  # partition clocks, kept across rebalances
         self._lock = asyncio.Lock()
@@ -151,15 +154,15 @@ class CustomerAgent(Service):
             bootstrap_servers=servers, acks="all", enable_idempotence=True,
             max_batch_size=1_000_000, max_request_size=1_048_576, linger_ms=0)
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=servers, group_id=self.settings.app_id,
-            client_id=f"{self.settings.app_id}-agent", enable_auto_commit=False,
+            bootstrap_servers=servers, group_id=self.settings.group_id,
+            client_id=f"{self.settings.group_id}-agent", enable_auto_commit=False,
             auto_offset_reset="earliest", partition_assignment_strategy=(self.assignor,),
             session_timeout_ms=int(self.settings.session_timeout * 1000),
             heartbeat_interval_ms=int(min(3.0, self.settings.session_timeout / 3) * 1000),
             max_partition_fetch_bytes=1_048_576, fetch_max_wait_ms=20)
         self.restorer = AIOKafkaConsumer(
             bootstrap_servers=servers, group_id=None, enable_auto_commit=False,
-            client_id=f"{self.settings.app_id}-restore", max_partition_fetch_bytes=4_194_304)
+            client_id=f"{self.settings.group_id}-restore", max_partition_fetch_bytes=4_194_304)
         await self.producer.start()
         await self.restorer.start()
         await self.consumer.start()
@@ -223,6 +226,7 @@ class CustomerAgent(Service):
                 if (time_ := self.partitions.pop(partition, None)) is not None:
                     self.clocks[partition] = time_.clock
                 self.restoring.discard(partition)
+                self.catching_up.pop(partition, None)
             self.paused = {tp for tp in self.paused if tp.partition not in partitions}
 
     async def assign(self, partitions: set[int]) -> None:
@@ -253,6 +257,8 @@ class CustomerAgent(Service):
                 else:
                     self.consumer.seek(tp, committed)
                 inputs[tp.topic] = Input(tp.topic, await self.consumer.position(tp))
+            ends = await self.consumer.end_offsets(self._input_tps({partition}))
+            self.catching_up[partition] = {tp.topic: end for tp, end in ends.items()}
             self.partitions[partition] = PartitionTime(
                 partition, inputs, event_clock=self.settings.clock == "event",
                 idle=self.settings.input_idle, clock=self.clocks.get(partition, NEVER))
@@ -341,6 +347,7 @@ class CustomerAgent(Service):
         for number, partition in self.partitions.items():
             self._decide(number, partition, batch, mono)
         await self._write(batch)
+        self._caught_up()
         self._flow_control()
         await self._commit_offsets(force=False)
         self._collect_garbage()
@@ -403,6 +410,14 @@ class CustomerAgent(Service):
         self.store.commit(batch.changes, {p: offset + 1 for (_, p), offset in written.items()})
         for number, customer_id, header in batch.unscheduled:
             self.store.reindex(number, customer_id, header, NO_DEADLINE)
+
+    def _caught_up(self) -> None:
+        """Partitions whose backlog from their assignment is processed (and written)."""
+        for number, ends in list(self.catching_up.items()):
+            partition = self.partitions.get(number)
+            if partition is None or all(partition.inputs[topic].commit_offset() >= end
+                                        for topic, end in ends.items()):
+                del self.catching_up[number]
 
     def _collect_garbage(self) -> None:
         """Collect garbage between batches, once a minute. Python's automatic collection is

@@ -51,8 +51,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def http_get(url: str) -> tuple[int, Any]:
-    response = HTTP.request("GET", url)
+def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    response = HTTP.request("GET", url, headers=headers)
     body = orjson.loads(response.data) if response.headers.get("Content-Type", "").startswith(
         "application/json") else response.data.decode()
     return response.status, body
@@ -134,8 +134,11 @@ class Worker:
                   timeout, f"{processed} messages processed and the worker settled")
 
     def profile(self, customer_id: str, as_of: str | None = None) -> tuple[int, Any]:
+        """The profile as a client with the worker's API token (if it has one) asks for it."""
         query = f"?as_of={as_of}" if as_of else ""
-        return http_get(f"{self.url}/customers/{customer_id}{query.replace('+', '%2B')}")
+        token = self.env.get("VALUESTREAM_API_TOKEN")
+        return http_get(f"{self.url}/customers/{customer_id}{query.replace('+', '%2B')}",
+                        {"Authorization": f"Bearer {token}"} if token else None)
 
     def samples(self) -> list[Sample]:
         """One scrape of the valuestream_* metrics (empty while the worker does not answer)."""

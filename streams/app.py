@@ -29,7 +29,7 @@ class _App(faust.App):
 def create_app(settings: Settings) -> tuple[faust.App, CustomerAgent]:
     url = f"http://{settings.web_host}:{settings.web_port}"
     app = _App(
-        settings.app_id,
+        settings.group_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
         datadir=str(settings.data_dir / "faust"),
         web_host=settings.web_host,
@@ -38,6 +38,8 @@ def create_app(settings: Settings) -> tuple[faust.App, CustomerAgent]:
         canonical_url=url,
         autodiscover=False,
         web_enabled=True,
+        web_router_enabled=False,  # Faust's own pages would show internals, unauthenticated
+        web_tables_enabled=False,
     )
     models = ModelRegistry()
     agent = CustomerAgent(settings, models, url)

@@ -53,6 +53,12 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("VALUESTREAM_DATA_DIR", ".local/data", "where the worker keeps its RocksDB state"),
     Variable("VALUESTREAM_WEB_HOST", "127.0.0.1", "address the HTTP server binds and advertises"),
     Variable("VALUESTREAM_WEB_PORT", "6066", "HTTP port of the worker"),
+    Variable("VALUESTREAM_API_TOKEN", "",
+             "bearer token required on /customers when set (or give VALUESTREAM_API_TOKEN_FILE)"),
+    Variable("VALUESTREAM_API_TOKEN_FILE", "", "file holding the API token (a mounted secret)"),
+    Variable("VALUESTREAM_ALLOWED_HOSTS", "",
+             "host names /customers answers to, comma-separated, besides the web host and "
+             "localhost; `*` for any"),
     Variable("VALUESTREAM_TOPIC_PREFIX", "", "prefix put before every topic name"),
     Variable("VALUESTREAM_PARTITIONS", "8", "partitions of the topics valuestream creates"),
     Variable("VALUESTREAM_CLOCK", "wall", "`wall`, or `event` (now = largest occurred_at seen)"),
@@ -60,7 +66,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("VALUESTREAM_FX_RATES", "", 'JSON file of rates to the base, e.g. {"EUR": 1.08}'),
     Variable("VALUESTREAM_DEFAULT_MARGIN", "0.30", "margin assumed for a line without unit_cost"),
     Variable("VALUESTREAM_TICKET_COST", "0", "cost of handling one support ticket"),
-    Variable("VALUESTREAM_APP_ID", "valuestream", "consumer group and prefix of internal topics"),
+    Variable("VALUESTREAM_APP_ID", "valuestream",
+             "consumer group and internal topics (both under the topic prefix)"),
     Variable("VALUESTREAM_DEDUP_DAYS", "35", "days an event_id is remembered for de-duplication"),
     Variable("VALUESTREAM_ORPHAN_DAYS", "7", "days an event for an unknown order stays parked"),
     Variable("VALUESTREAM_TICK_SECONDS", "1.0",
@@ -103,6 +110,8 @@ class Settings:
     data_dir: Path
     web_host: str
     web_port: int
+    api_token: str | None = field(repr=False)
+    allowed_hosts: frozenset[str] | None  # None: any
     topic_prefix: str
     partitions: int
     clock: Literal["wall", "event"]
@@ -165,6 +174,9 @@ class Settings:
             data_dir=Path(raw("VALUESTREAM_DATA_DIR") or _DEFAULTS["VALUESTREAM_DATA_DIR"]),
             web_host=parsed("VALUESTREAM_WEB_HOST", _non_empty),
             web_port=parsed("VALUESTREAM_WEB_PORT", _int_in(1, 65535)),
+            api_token=_api_token(raw("VALUESTREAM_API_TOKEN"), raw("VALUESTREAM_API_TOKEN_FILE")),
+            allowed_hosts=_allowed_hosts(raw("VALUESTREAM_ALLOWED_HOSTS"),
+                                         raw("VALUESTREAM_WEB_HOST")),
             topic_prefix=parsed("VALUESTREAM_TOPIC_PREFIX", _topic_prefix),
             partitions=parsed("VALUESTREAM_PARTITIONS", _int_in(1, 10_000)),
             clock=parsed("VALUESTREAM_CLOCK", _choice("wall", "event")),  # type: ignore[arg-type]
@@ -197,6 +209,12 @@ class Settings:
         """The full name of a topic, with the configured prefix."""
         return f"{self.topic_prefix}{name}"
 
+    @property
+    def group_id(self) -> str:
+        """The consumer group, and the name internal topics start with: the app id under
+        the topic prefix, so that two deployments on one cluster never share state."""
+        return f"{self.topic_prefix}{self.app_id}"
+
     def rules(self) -> Rules:
         """The domain's configurable rules."""
         return Rules(
@@ -212,6 +230,30 @@ class Settings:
                              hysteresis=self.churn_hysteresis),
             follow_ups=self.follow_ups,
         )
+
+
+def _api_token(value: str, path: str) -> str | None:
+    if value and path:
+        raise ConfigError(
+            "VALUESTREAM_API_TOKEN and VALUESTREAM_API_TOKEN_FILE: give one, not both")
+    if path:
+        try:
+            value = Path(path).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"VALUESTREAM_API_TOKEN_FILE={path!r}: cannot read the file: "
+                              f"{exc.strerror}") from None
+        if not value:
+            raise ConfigError(f"VALUESTREAM_API_TOKEN_FILE={path!r}: the file is empty")
+    if value and len(value) < 16:
+        raise ConfigError("VALUESTREAM_API_TOKEN: expected at least 16 characters")
+    return value or None
+
+
+def _allowed_hosts(value: str, web_host: str) -> frozenset[str] | None:
+    names = {name.strip().lower() for name in value.split(",") if name.strip()}
+    if "*" in names:
+        return None
+    return frozenset(names | {"localhost", "127.0.0.1", "::1", web_host.lower()})
 
 
 def _non_empty(value: str) -> str:

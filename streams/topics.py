@@ -38,7 +38,7 @@ class TopicSpec:
 
 def state_changelog_topic(settings: Settings) -> str:
     """Internal: every customer's latest state, keyed by customer id (``streams/codec.py``)."""
-    return f"{settings.topic_prefix}{settings.app_id}-customer-state"
+    return f"{settings.group_id}-customer-state"
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
@@ -66,7 +66,7 @@ def ensure_topics(settings: Settings, replication_factor: int = 1) -> list[str]:
     try:
         admin = KafkaAdminClient(
             bootstrap_servers=settings.bootstrap_servers.split(","),
-            client_id=f"{settings.app_id}-admin",
+            client_id=f"{settings.group_id}-admin",
             request_timeout_ms=15_000,
         )
     except KafkaError as exc:

@@ -3,8 +3,10 @@ health and metrics."""
 
 from __future__ import annotations
 
+import hmac
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import faust
@@ -24,14 +26,39 @@ if TYPE_CHECKING:
 
 _AS_OF = TypeAdapter(Timestamp)
 FORWARDED = "X-Valuestream-Forwarded"
+RETRY_AFTER_SECONDS = 5  # about a rebalance after a worker joins or leaves
 
 
-def json_response(view: View, body: Any, status: int = 200) -> Response:
-    return view.bytes(orjson.dumps(body), content_type="application/json", status=status)
+def json_response(view: View, body: Any, status: int = 200,
+                  headers: dict[str, str] | None = None) -> Response:
+    return view.bytes(orjson.dumps(body), content_type="application/json", status=status,
+                      headers=headers)
 
 
-def error(view: View, status: int, code: str, message: str) -> Response:
-    return json_response(view, {"error": code, "message": message}, status=status)
+def error(view: View, status: int, code: str, message: str,
+          headers: dict[str, str] | None = None) -> Response:
+    return json_response(view, {"error": code, "message": message}, status=status,
+                         headers=headers)
+
+
+def unavailable(view: View, code: str, message: str) -> Response:
+    """503 for a customer whose partition is moving: ask again in a few seconds."""
+    return error(view, 503, code, message, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+def refusal(request: Request, settings: Settings) -> tuple[int, str, str] | None:
+    """Why a request for customer data is refused (``None``: it is not): a Host header
+    that is not one of the configured names (a DNS-rebinding page), or no valid token."""
+    if settings.allowed_hosts is not None:
+        host = urlsplit(f"//{request.headers.get('Host', '')}").hostname or ""
+        if host not in settings.allowed_hosts:
+            return 421, "unknown_host", f"this worker does not answer for host {host!r}"
+    if settings.api_token is not None:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+                token.strip().encode(), settings.api_token.encode()):
+            return 401, "unauthorized", "a valid bearer token is required"
+    return None
 
 
 def register_views(app: faust.App, agent: CustomerAgent, settings: Settings) -> None:
@@ -49,12 +76,23 @@ def register_views(app: faust.App, agent: CustomerAgent, settings: Settings) -> 
         if client is None:
             client = session["client"] = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=10))
-        async with client.get(f"{owner}{request.path_qs}", headers={FORWARDED: "1"}) as reply:
-            body = await reply.read()
-            return view.bytes(body, content_type=reply.content_type, status=reply.status)
+        headers = {FORWARDED: "1"}
+        if settings.api_token is not None:
+            headers["Authorization"] = f"Bearer {settings.api_token}"
+        try:
+            async with client.get(f"{owner}{request.path_qs}", headers=headers) as reply:
+                body = await reply.read()
+                return view.bytes(body, content_type=reply.content_type, status=reply.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:  # the owner died or is moving
+            return unavailable(view, "owner_unreachable",
+                               f"the owner of this customer's partition did not answer ({exc!r})")
 
     @app.page("/customers/{customer_id}")
     async def customer_profile(view: View, request: Request, customer_id: str) -> Response:
+        if (refused := refusal(request, settings)) is not None:
+            status, code, message = refused
+            challenge = {"WWW-Authenticate": 'Bearer realm="valuestream"'}
+            return error(view, status, code, message, challenge if status == 401 else None)
         text = request.query.get("as_of")
         try:
             as_of = _AS_OF.validate_python(text) if text is not None else None
@@ -63,14 +101,17 @@ def register_views(app: faust.App, agent: CustomerAgent, settings: Settings) -> 
                          "as_of must be an RFC 3339 timestamp with an offset, from 1970 to 2999")
         partition = agent.partition_of(customer_id)
         if partition in agent.restoring:
-            return error(view, 503, "recovering", f"partition {partition} is being restored")
+            return unavailable(view, "recovering", f"partition {partition} is being restored")
         if partition not in agent.partitions:
             owner = agent.assignor.owners.get(partition)
             if owner is None or owner == agent.assignor.url or request.headers.get(FORWARDED):
-                return error(view, 503, "no_owner", f"no worker owns partition {partition} now")
+                return unavailable(view, "no_owner", f"no worker owns partition {partition} now")
             return await forward(view, request, owner)
         state = agent.lookup(customer_id)
         if state is None or not state.has_profile:
+            if partition in agent.catching_up:  # its events may be in that backlog
+                return unavailable(view, "catching_up", f"partition {partition} is catching up "
+                                   "with the events it had when this worker took it over")
             return error(view, 404, "not_found", f"no profile for customer {customer_id!r}")
         profile = build_profile(state, as_of or now_of(partition), agent.rules,
                                 agent.models.predictor)

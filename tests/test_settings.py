@@ -34,6 +34,9 @@ def test_defaults() -> None:
     ("VALUESTREAM_INPUT_IDLE_MS", "soon"),
     ("VALUESTREAM_DEDUP_DAYS", "7"),
     ("VALUESTREAM_FX_RATES", "/no/such/file.json"),
+    ("VALUESTREAM_MAX_MESSAGE_BYTES", "700000"),  # its dead letter would not fit a record
+    ("VALUESTREAM_MAX_STATE_BYTES", "1000000"),
+    ("VALUESTREAM_MAX_PARKED", "0"),
 ])
 def test_a_bad_value_is_named_in_one_line(name: str, value: str) -> None:
     with pytest.raises(ConfigError) as error:
@@ -68,3 +71,29 @@ def test_every_variable_is_documented_in_the_readme() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     missing = [v.name for v in VARIABLES if f"`{v.name}`" not in readme]
     assert missing == []
+
+
+def test_the_consumer_group_and_changelog_live_under_the_prefix() -> None:
+    s = Settings.from_env({"VALUESTREAM_TOPIC_PREFIX": "shop-a.", "VALUESTREAM_APP_ID": "vs"})
+    assert s.group_id == "shop-a.vs"
+
+
+@pytest.mark.parametrize(("env", "problem"), [
+    ({"VALUESTREAM_API_TOKEN": "short"}, "at least 16 characters"),
+    ({"VALUESTREAM_API_TOKEN": "x" * 16, "VALUESTREAM_API_TOKEN_FILE": "/t"}, "give one"),
+    ({"VALUESTREAM_API_TOKEN_FILE": "/no/such/token"}, "cannot read the file"),
+    ({"VALUESTREAM_MAX_PARKED_BYTES": "300000", "VALUESTREAM_MAX_STATE_BYTES": "524288"},
+     "at most half"),
+])
+def test_access_and_limit_problems(env: dict[str, str], problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem) as error:
+        Settings.from_env(env)
+    assert "\n" not in str(error.value)
+
+
+def test_allowed_hosts_always_include_the_web_host_and_localhost() -> None:
+    s = Settings.from_env({"VALUESTREAM_ALLOWED_HOSTS": "Shop.Example, api.example",
+                           "VALUESTREAM_WEB_HOST": "10.0.0.5"})
+    assert s.allowed_hosts == {"shop.example", "api.example", "10.0.0.5", "localhost",
+                               "127.0.0.1", "::1"}
+    assert Settings.from_env({"VALUESTREAM_ALLOWED_HOSTS": "*"}).allowed_hosts is None

@@ -13,6 +13,7 @@ from harness.worker import Worker, wait_for
 
 pytestmark = pytest.mark.kafka
 PARTITIONS = 4  # as the Worker helper configures
+TOKEN = "s3cret-token-of-the-shop"
 
 
 def partition_of(customer_id: str) -> int:
@@ -26,8 +27,9 @@ def owned(worker: Worker) -> set[int]:
 
 def test_either_worker_answers_for_every_customer(make_worker: Any, kafka_bootstrap: str,
                                                   namespace: str) -> None:
-    first = make_worker("first")
-    second = make_worker("second")
+    # With an API token: a forwarded request carries it to the owner.
+    first = make_worker("first", VALUESTREAM_API_TOKEN=TOKEN)
+    second = make_worker("second", VALUESTREAM_API_TOKEN=TOKEN)
     wait_for(lambda: owned(first) and owned(second) and not owned(first) & owned(second)
              and owned(first) | owned(second) == set(range(PARTITIONS)),
              60, "the two workers to split the partitions")
@@ -64,3 +66,30 @@ def test_either_worker_answers_for_every_customer(make_worker: Any, kafka_bootst
             assert status == 200
             assert body["customer_id"] == customer
             assert body["revenue"] == expected_revenue
+
+
+def test_a_dead_owner_means_503_until_its_partitions_move(make_worker: Any, kafka_bootstrap: str,
+                                                          namespace: str) -> None:
+    """Never a 500 or a false 404 while a dead worker's partitions move to the survivor."""
+    survivor, doomed = make_worker("survivor"), make_worker("doomed")
+    wait_for(lambda: owned(survivor) and owned(doomed)
+             and owned(survivor) | owned(doomed) == set(range(PARTITIONS)),
+             60, "the two workers to split the partitions")
+    lost = owned(doomed)
+    customer = next(f"c{n}" for n in range(1000) if partition_of(f"c{n}") in lost)
+    produce(kafka_bootstrap, f"{namespace}-", [event(
+        "order.placed", "e1", customer, "2026-05-01T10:00:00Z", order_id="o1", currency="USD",
+        lines=[{"sku": "S", "quantity": 1, "unit_price": "2.50"}])])
+    wait_for(lambda: survivor.profile(customer)[0] == 200, 30, "the profile via the owner")
+    doomed.kill()
+    answers: list[tuple[int, str | None]] = []
+
+    def moved() -> bool:
+        status, body = survivor.profile(customer)
+        answers.append((status, body.get("error") if status != 200 else None))
+        return status == 200 and body["revenue"] == 2.5
+
+    wait_for(moved, 60, "the survivor to take over")
+    assert {status for status, _ in answers} <= {200, 503}, answers
+    assert {code for status, code in answers if status == 503} <= {
+        "owner_unreachable", "no_owner", "recovering", "catching_up"}, answers
