@@ -100,6 +100,7 @@ RETRY_PAUSE = 2.0  # seconds before the loop starts again after a failure
 RESTORE_CHUNK = 50_000  # changelog records applied to the local store at a time
 MAX_BUFFERED = 5_000  # per input topic-partition: fetching from it pauses above this
 FULL_COLLECTION_SECONDS = 60.0
+BROKER_SILENT_AFTER = 10.0  # seconds without a fetch response: the broker is unreachable
 MAX_ERROR_MESSAGE = 1_000  # characters of a dead letter's error message
 JSON = msgspec.json.Encoder()
 
@@ -138,12 +139,39 @@ class CustomerAgent(Service):
         self._last_commit = 0.0
         self._committed: dict[TopicPartition, int] = {}
         self._assigned = False  # a first assignment has been received
+        self.failure: str | None = None  # why the loop is starting again, until a batch works
         self._full_collection = time.monotonic()
 
     @property
     def ready(self) -> bool:
         """Assigned, and every owned partition restored."""
         return self._assigned and not self.restoring
+
+    def problems(self) -> list[str]:
+        """What keeps this worker from serving and processing now (empty: nothing)."""
+        found = []
+        if not self._assigned:
+            found.append("no partitions assigned yet")
+        if self.restoring:
+            found.append(f"restoring partitions {sorted(self.restoring)} from the changelog")
+        silent = self.broker_silent_for()
+        if silent is not None and silent > BROKER_SILENT_AFTER:
+            found.append(f"no answer from the broker for {silent:.0f} s")
+        if self.failure is not None:
+            found.append(f"starting again after a failure: {self.failure}")
+        return found
+
+    def broker_silent_for(self) -> float | None:
+        """Seconds since the last fetch response for an owned partition (None: none owned)."""
+        if not self._assigned:
+            return None
+        paused = self.consumer.paused()  # not fetched on purpose (restoring, flow control)
+        polls = [self.consumer.last_poll_timestamp(tp) for tp in self.consumer.assignment()
+                 if tp not in paused]
+        if not polls:
+            return None
+        latest = max((p for p in polls if p is not None), default=None)
+        return None if latest is None else max(0.0, time.time() - latest / 1000)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -204,6 +232,7 @@ class CustomerAgent(Service):
         """Forget everything in memory and start again from the durable state: the local
         store caught up with the changelog, the inputs from their committed offsets."""
         log.warning("%s; starting again from the committed state in %.0f s", why, RETRY_PAUSE)
+        self.failure = why
         await asyncio.sleep(RETRY_PAUSE)
         async with self._lock:
             self.cache.drop_partitions(set(self.partitions) | self.restoring)
@@ -347,6 +376,7 @@ class CustomerAgent(Service):
         for number, partition in self.partitions.items():
             self._decide(number, partition, batch, mono)
         await self._write(batch)
+        self.failure = None
         self._caught_up()
         self._flow_control()
         await self._commit_offsets(force=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -150,6 +151,13 @@ def _worker(settings: Settings) -> int:
     ensure_topics(settings)
     from faust.worker import Worker
 
+    from streams.logs import limit_repeats
+
+    class _Worker(Worker):  # type: ignore[misc]
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            super().on_setup_root_logger(logger, level)
+            limit_repeats(logger)  # an unreachable broker is one line per 10 s, not 1,500
+
     from streams.app import create_app
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -158,7 +166,7 @@ def _worker(settings: Settings) -> int:
     # objects of the start-up are frozen out of collection altogether.
     gc.freeze()
     gc.disable()
-    worker = Worker(app, loglevel=settings.log_level, quiet=True)
+    worker = _Worker(app, loglevel=settings.log_level, quiet=True)
     # Faust's start-up spinner sets the root logger to DEBUG and keeps it there: every
     # debug call of Faust and aiokafka then builds a record (7% of a busy worker's time).
     worker.spinner = None

@@ -80,8 +80,9 @@ class Input:
         return not self.buffer and self.highwater is not None and self.position >= self.highwater
 
     def commit_offset(self) -> int:
-        """Everything before this offset has been processed."""
-        return min((b.offset for b in self.buffer), default=self.position)
+        """Everything before this offset has been processed (the buffer keeps the order
+        of arrival, which is the order of offsets)."""
+        return self.buffer[0].offset if self.buffer else self.position
 
 
 @dataclass

@@ -119,12 +119,16 @@ def register_views(app: faust.App, agent: CustomerAgent, settings: Settings) -> 
 
     @app.page("/health")
     async def health(view: View, request: Request) -> Response:
-        recovering = not agent.ready
+        """Everything about the worker's state; 503 while anything keeps it from working."""
+        problems = agent.problems()
         clocks = {p: t.clock for p, t in sorted(agent.partitions.items()) if t.clock != NEVER}
         now = datetime.now(UTC) if settings.clock == "wall" else max(clocks.values(),
                                                                      default=None)
+        silent = agent.broker_silent_for()
         body = {
-            "status": "recovering" if recovering else "ok",
+            "status": "ok" if not problems else "recovering" if agent.restoring or not
+            agent.ready else "degraded",
+            "problems": problems,
             # nothing buffered, time-driven work up to the clocks done
             "settled": agent.settled(),
             "app_id": settings.app_id,
@@ -132,9 +136,18 @@ def register_views(app: faust.App, agent: CustomerAgent, settings: Settings) -> 
             "now": timestamp(now) if now is not None else None,
             "active_partitions": sorted(agent.partitions),
             "restoring_partitions": sorted(agent.restoring),
+            "catching_up_partitions": sorted(agent.catching_up),
+            "broker_silent_seconds": round(silent, 1) if silent is not None else None,
             "partition_clocks": {str(p): timestamp(c) for p, c in clocks.items()},
         }
-        return json_response(view, body, status=503 if recovering else 200)
+        return json_response(view, body, status=503 if problems else 200)
+
+    @app.page("/ready")
+    async def ready(view: View, request: Request) -> Response:
+        """For load balancers and Kubernetes: 200 when the worker can serve and process."""
+        problems = agent.problems()
+        return json_response(view, {"ready": not problems, "problems": problems},
+                             status=503 if problems else 200)
 
     @app.page("/metrics")
     async def metrics(view: View, request: Request) -> Response:
