@@ -81,7 +81,7 @@ from streams.metrics import (
     RESTORED,
 )
 from streams.model_params import ModelRegistry
-from streams.ordering import MAX_AHEAD_OF_WALL, NEVER, Input, PartitionTime
+from streams.ordering import NEVER, Input, PartitionTime
 from streams.producer import Outbox
 from streams.settings import MAX_RECORD_BYTES, Settings
 from streams.store import Change, LocalStore, StateCache
@@ -548,11 +548,10 @@ class Decider:
         dead letters at once."""
         name, rank, number = self.inputs[topic], self.rank[topic], partition.partition
         arrived = batch.wall.timestamp()
-        latest = batch.wall + MAX_AHEAD_OF_WALL
         partition.fetched(topic, records[-1].offset, mono, arrived)
         for record in records:
             source = Source(topic, number, record.offset, record.key, record.value, rank)
-            decoded = decode(name, record.key, record.value, self.max_message_bytes, latest)
+            decoded = decode(name, record.key, record.value, self.max_message_bytes, batch.wall)
             if isinstance(decoded, Invalid):
                 batch.events[topic, "invalid", "dead_letter"] += 1
                 self.dead_letter(batch, Rejected(source, decoded.code, decoded.message))

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from schemas.events import TOPICS, Event, adapter_for
+from schemas.events import TOPICS, ErasureRequested, Event, adapter_for
+from streams.ordering import MAX_AHEAD_OF_WALL
 
 _ADAPTERS = {schema.topic: adapter_for(schema) for schema in TOPICS}
 _TIMESTAMP_FIELDS = frozenset({"occurred_at", "payment_due_at"})
 _TYPE_ERRORS = frozenset({"union_tag_invalid", "literal_error"})
+# An erasure takes effect for every event before its time: one dated ahead would silence
+# the customer's events until then. Only clock skew is allowed.
+ERASURE_CLOCK_SKEW = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,9 +30,10 @@ class Invalid:
 
 
 def decode(topic: str, key: bytes | None, value: bytes | None, max_bytes: int | None = None,
-           latest: datetime | None = None) -> Event | Invalid:
+           received_at: datetime | None = None) -> Event | Invalid:
     """Validate one message of an input topic (named without prefix): at most ``max_bytes``
-    of key and value, and an ``occurred_at`` no later than ``latest``."""
+    of key and value, an ``occurred_at`` no later than a day after ``received_at`` (an
+    erasure: no later than a few minutes after), and no key twice in one JSON object."""
     if value is None:
         return Invalid("invalid_json", "the message has no value")
     size = len(value) + len(key or b"")
@@ -43,10 +50,43 @@ def decode(topic: str, key: bytes | None, value: bytes | None, max_bytes: int | 
             "key_mismatch",
             f"customer_id {event.customer_id!r} does not match the message's {shown}",
         )
-    if latest is not None and event.occurred_at > latest:
-        return Invalid("bad_timestamp", f"occurred_at: {event.occurred_at.isoformat()} is more "
-                       f"than a day after the time it was received")
+    if received_at is not None:
+        if isinstance(event, ErasureRequested):
+            if event.occurred_at > received_at + ERASURE_CLOCK_SKEW:
+                return Invalid("bad_timestamp", f"occurred_at: an erasure dated "
+                               f"{event.occurred_at.isoformat()} is in the future")
+        elif event.occurred_at > received_at + MAX_AHEAD_OF_WALL:
+            return Invalid("bad_timestamp", f"occurred_at: {event.occurred_at.isoformat()} is "
+                           "more than a day after the time it was received")
+    if _repeats_a_key(value):
+        return Invalid("invalid_json", "not valid JSON: a key appears twice in one object")
     return event
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        raise _RepeatedKey
+    return found
+
+
+class _RepeatedKey(ValueError):
+    pass
+
+
+_STRICT_JSON = json.JSONDecoder(object_pairs_hook=_unique_keys)
+
+
+def _repeats_a_key(value: bytes) -> bool:
+    """JSON parsers keep the last of a repeated key; which one a producer meant is unknown.
+    (Checked only for messages that are otherwise valid: about 4 µs each.)"""
+    try:
+        _STRICT_JSON.decode(value.decode())
+    except _RepeatedKey:
+        return True
+    except (ValueError, RecursionError):  # what pydantic's parser accepted, this one may not
+        return False
+    return False
 
 
 def _classify(errors: list[ErrorDetails]) -> Invalid:

@@ -261,11 +261,33 @@ def test_messages_over_the_size_limit_are_rejected_before_parsing() -> None:
 
 def test_an_event_more_than_a_day_ahead_of_its_arrival_is_a_bad_timestamp() -> None:
     topic, key, value = record("email.sent", "e", "cust", "2026-05-03T00:00:00Z", message_id="m")
-    assert not isinstance(decode(topic, key, value, latest=datetime(2026, 5, 3, tzinfo=UTC)),
-                          Invalid)
-    late = decode(topic, key, value, latest=datetime(2026, 5, 2, 23, 59, tzinfo=UTC))
-    assert isinstance(late, Invalid)
-    assert late.code == "bad_timestamp"
+    received = datetime(2026, 5, 2, tzinfo=UTC)
+    assert not isinstance(decode(topic, key, value, received_at=received), Invalid)
+    ahead = decode(topic, key, value, received_at=received - timedelta(seconds=1))
+    assert isinstance(ahead, Invalid)
+    assert ahead.code == "bad_timestamp"
+
+
+def test_an_erasure_dated_in_the_future_is_refused() -> None:
+    """It would silence the customer's events until then."""
+    topic, key, value = record("customer.erasure_requested", "x", "cust", "2026-05-02T00:05:00Z")
+    received = datetime(2026, 5, 2, tzinfo=UTC)
+    assert not isinstance(decode(topic, key, value, received_at=received), Invalid)  # skew
+    ahead = decode(topic, key, value, received_at=received - timedelta(seconds=1))
+    assert isinstance(ahead, Invalid)
+    assert (ahead.code, "future" in ahead.message) == ("bad_timestamp", True)
+
+
+def test_a_key_twice_in_one_object_is_invalid_json() -> None:
+    value = (b'{"event_id": "e", "type": "email.sent", "customer_id": "cust", '
+             b'"occurred_at": "2026-05-01T00:00:00Z", "message_id": "m", "message_id": "n"}')
+    decoded = decode("email-events", b"cust", value)
+    assert isinstance(decoded, Invalid)
+    assert decoded.code == "invalid_json"
+    line = (b'{"event_id": "e", "type": "order.placed", "customer_id": "cust", '
+            b'"occurred_at": "2026-05-01T00:00:00Z", "order_id": "o", "currency": "USD", '
+            b'"lines": [{"sku": "s", "quantity": 1, "unit_price": "1", "unit_price": "9"}]}')
+    assert isinstance(decode("orders", b"cust", line), Invalid)
 
 
 def test_a_missing_occurred_at_is_a_schema_violation_not_a_bad_timestamp() -> None:

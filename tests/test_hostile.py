@@ -46,7 +46,7 @@ def order_json(customer: str, n: int, **changes: Any) -> bytes:
 def hostile(rng: random.Random, n: int) -> tuple[Record, str]:
     """One hostile message and the dead-letter code it must end in."""
     customer = f"h{n % 97}"
-    kind = n % 14
+    kind = n % 15
     if kind == 0:
         return raw("orders", customer, rng.randbytes(rng.randint(1, 400))), "invalid_json"
     if kind == 1:
@@ -82,6 +82,9 @@ def hostile(rng: random.Random, n: int) -> tuple[Record, str]:
         return raw("orders", customer, order_json(customer, n, lines=[])), "schema_violation"
     if kind == 12:
         return raw("email-events", customer, b'{"event_id": "\xff\xfe"}'), "invalid_json"
+    if kind == 13:  # a key twice: which value was meant is unknown
+        return raw("orders", customer, order_json(customer, n)[:-1] + b',"order_id":"x"}'), \
+            "invalid_json"
     return raw("orders", customer, order_json(customer, n, currency="XXX")), "unknown_currency"
 
 
