@@ -17,7 +17,11 @@ url="http://$host:$port"
 "$bin/valuestream" topics
 "$bin/valuestream" worker > .local/run/worker.log 2>&1 &
 worker=$!
-trap 'kill "$worker" 2>/dev/null; wait "$worker" 2>/dev/null; echo "worker stopped (the broker keeps running: make kafka-down)"' EXIT
+demo=
+# Bash runs a trap only once its foreground command has finished: the long-running demo
+# below runs in the background, so that Ctrl-C stops everything at once.
+trap 'kill $demo "$worker" 2>/dev/null; wait $demo "$worker" 2>/dev/null; echo "worker stopped (the broker keeps running: make kafka-down)"' EXIT
+trap 'exit 130' INT TERM
 
 "$bin/python" - "$url/health" "$worker" <<'PY'
 import os, sys, time, urllib.request
@@ -55,4 +59,6 @@ watch the output topics in another terminal:
 Demo traffic continues at 5 events/s; Ctrl-C stops it and the worker.
 TXT
 
-"$bin/valuestream" demo --customers 200 --events 1000000 --rate 5 || true
+"$bin/valuestream" demo --customers 200 --events 1000000 --rate 5 &
+demo=$!
+wait "$demo" || true

@@ -146,8 +146,7 @@ class DeadLetterError(Output):
 
 
 class DeadLetter(Output):
-    """A message valuestream could not apply, with its original bytes (README, *Dead
-    letters*)."""
+    """A message valuestream could not apply, as received (README, *Dead letters*)."""
 
     source_topic: str
     partition: int
