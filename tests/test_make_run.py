@@ -16,6 +16,14 @@ from harness.worker import ROOT, free_port, http_get, wait_for
 pytestmark = pytest.mark.kafka
 
 
+def as_in_a_terminal() -> None:
+    """Ctrl-C's signal as a terminal delivers it. A process started in the background by a
+    non-interactive shell (a CI runner, ``nohup``, ``&``) has SIGINT ignored, its children
+    inherit that, and a shell cannot trap a signal ignored when it started."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 def test_run_script_serves_the_urls_it_prints(kafka_bootstrap: str, namespace: str,
                                               tmp_path: Path) -> None:
     port = free_port()
@@ -26,7 +34,8 @@ def test_run_script_serves_the_urls_it_prints(kafka_bootstrap: str, namespace: s
     output = tmp_path / "run.out"
     with output.open("wb") as sink:
         run = subprocess.Popen([str(ROOT / "deploy" / "run.sh")], cwd=ROOT, env=env,
-                               stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+                               stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+                               preexec_fn=as_in_a_terminal)
     try:
         printed = wait_for(lambda: (text := output.read_text()) and
                            "valuestream is running" in text and text, 150,
