@@ -41,9 +41,11 @@ _DECIMAL_TEXT_RE = re.compile(_DECIMAL_TEXT)
 _RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z"
 )
-# The same grammar with the years allowed: what the JSON Schema states.
-_RFC3339_IN_RANGE = (r"^(19[7-9][0-9]|2[0-9]{3})-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}"
-                     r"(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$")
+# The same grammar with the years allowed: what the JSON Schema states, and the processor.
+_RFC3339_IN_RANGE_TEXT = (
+    r"^(19[7-9][0-9]|2[0-9]{3})-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}"
+    r"(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$")
+_RFC3339_IN_RANGE = re.compile(_RFC3339_IN_RANGE_TEXT)
 
 
 def _plain_decimal_text(value: Any) -> Any:
@@ -60,7 +62,7 @@ def _rfc3339_text(value: Any) -> Any:
     """RFC 3339's own grammar: 'T' between date and time, seconds, an offset with a colon."""
     if not isinstance(value, str) or not _RFC3339.match(value):
         raise ValueError("expected an RFC 3339 timestamp with an offset, e.g. 2026-01-02T03:04:05Z")
-    if not "1970" <= value[:4] <= "2999":
+    if not _RFC3339_IN_RANGE.fullmatch(value):
         raise ValueError("expected a time from the year 1970 to 2999")
     return value
 
@@ -122,7 +124,7 @@ Timestamp = Annotated[
     AwareDatetime,
     BeforeValidator(_rfc3339_text),
     AfterValidator(lambda moment: moment.astimezone(UTC)),
-    WithJsonSchema({"type": "string", "format": "date-time", "pattern": _RFC3339_IN_RANGE}),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": _RFC3339_IN_RANGE_TEXT}),
 ]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Priority = Literal["low", "normal", "high", "urgent"]

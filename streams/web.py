@@ -126,8 +126,7 @@ def register_views(app: faust.App, agent: CustomerAgent, settings: Settings) -> 
                                                                      default=None)
         silent = agent.broker_silent_for()
         body = {
-            "status": "ok" if not problems else "recovering" if agent.restoring or not
-            agent.ready else "degraded",
+            "status": "ok" if not problems else "recovering" if not agent.ready else "degraded",
             "problems": problems,
             # nothing buffered, time-driven work up to the clocks done
             "settled": agent.settled(),

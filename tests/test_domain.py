@@ -28,6 +28,8 @@ RULES = Rules(
     ticket_cost=Decimal(0),
     dedup_window=timedelta(days=35),
     orphan_ttl=timedelta(days=7),
+    max_parked=100,
+    max_parked_bytes=262_144,
 )
 NOW = datetime(2026, 5, 1, tzinfo=UTC)
 

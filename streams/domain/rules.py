@@ -19,7 +19,7 @@ class Rules:
     ticket_cost: Decimal
     dedup_window: timedelta
     orphan_ttl: timedelta
-    max_parked: int = 100  # events parked per customer
-    max_parked_bytes: int = 262_144  # their original bytes together
+    max_parked: int  # events parked per customer
+    max_parked_bytes: int  # their original bytes together
     churn: ChurnRules = field(default_factory=ChurnRules)
     follow_ups: FollowUpRules = field(default_factory=FollowUpRules)
