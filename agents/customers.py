@@ -48,11 +48,13 @@ from mode import Service
 
 from streams.assignor import CopartitionedAssignor
 from streams.codec import (
-    NO_DEADLINE,
     Header,
+    decode_marker,
     decode_state,
+    encode_marker,
     encode_state,
     header_of,
+    marker_name,
     micros,
     read_header,
 )
@@ -100,6 +102,8 @@ RETRY_PAUSE = 2.0  # seconds before the loop starts again after a failure
 RESTORE_CHUNK = 50_000  # changelog records applied to the local store at a time
 MAX_BUFFERED = 5_000  # per input topic-partition: fetching from it pauses above this
 FULL_COLLECTION_SECONDS = 60.0
+PURGE_INTERVAL = 60.0  # seconds: erased keys leave RocksDB's files at least this often
+RELEASE_DELAY = 600.0  # seconds a partition moved to another worker stays in the local store
 BROKER_SILENT_AFTER = 10.0  # seconds without a fetch response: the broker is unreachable
 MAX_ERROR_MESSAGE = 1_000  # characters of a dead letter's error message
 JSON = msgspec.json.Encoder()
@@ -133,6 +137,15 @@ class CustomerAgent(Service):
         self.catching_up: dict[int, dict[str, int]] = {}
         self.paused: set[TopicPartition] = set()  # inputs ahead of their partition
         self.clocks: dict[int, datetime] = {}  # partition clocks, kept across rebalances
+        # Partitions let go of: monotonic time then. Their local records are kept a while
+        # (one coming back restores only what changed), then wiped (erasures there since
+        # reach this worker's store only through the changelog).
+        self.released: dict[int, float] = {}
+        fifth = settings.erasure_bound.total_seconds() / 5
+        self.marker_ttl = settings.erasure_bound / 5
+        self.purge_interval = min(PURGE_INTERVAL, fifth / 2)
+        self.release_delay = min(RELEASE_DELAY, fifth / 2)
+        self._purged = time.monotonic()
         self._lock = asyncio.Lock()
         self._stopping = False
         self._stopped = asyncio.Event()
@@ -254,6 +267,7 @@ class CustomerAgent(Service):
             for partition in partitions:
                 if (time_ := self.partitions.pop(partition, None)) is not None:
                     self.clocks[partition] = time_.clock
+                self.released[partition] = time.monotonic()
                 self.restoring.discard(partition)
                 self.catching_up.pop(partition, None)
             self.paused = {tp for tp in self.paused if tp.partition not in partitions}
@@ -267,6 +281,8 @@ class CustomerAgent(Service):
             self.cache.drop_partitions(gone)
             for partition in gone:
                 self.store.forget_counts(partition)
+            for partition in partitions:
+                self.released.pop(partition, None)
             self.restoring = set(partitions)
             self.consumer.pause(*self._input_tps(partitions))
             self._assigned = True
@@ -310,7 +326,7 @@ class CustomerAgent(Service):
                 self.store.wipe(partition)  # nothing local, or from another changelog
                 local = starts[tp]
             self.restorer.seek(tp, local)
-        pending: dict[TopicPartition, dict[str, bytes | None]] = defaultdict(dict)
+        pending: dict[TopicPartition, dict[bytes, bytes | None]] = defaultdict(dict)
         positions = {tp: await self.restorer.position(tp) for tp in tps}
         held = 0
         while any(positions[tp] < ends[tp] for tp in tps):
@@ -318,7 +334,7 @@ class CustomerAgent(Service):
             for tp, records in fetched.items():
                 latest = pending[tp]
                 for record in records:
-                    latest[record.key.decode()] = record.value
+                    latest[record.key] = record.value
                 held += len(records)
                 RESTORED.inc(len(records))
                 positions[tp] = records[-1].offset + 1 if records else positions[tp]
@@ -375,7 +391,10 @@ class CustomerAgent(Service):
                 source.polled_at = polled / 1000 if polled is not None else float("-inf")
         for number, partition in self.partitions.items():
             self._decide(number, partition, batch, mono)
+            self._expire_markers(number, batch)
+        self._mark_erased(batch)
         await self._write(batch)
+        self._tidy_store()
         self.failure = None
         self._caught_up()
         self._flow_control()
@@ -417,14 +436,56 @@ class CustomerAgent(Service):
         if state is not None:
             before: Header | None = header_of(state)
         else:
-            record = self.store.get(number, customer_id)
+            record = self.store.get(number, customer_id.encode())
             before = read_header(record) if record is not None else None
-            state = decode_state(record) if record is not None else None
+            state = decode_state(record) if record is not None else self._erased(
+                number, customer_id)
         new = self.decider.decide(batch, number, customer_id, state, before, incoming, clock)
-        if new is None:
+        if new is None or new.erased_only:
             self.cache.discard(number, customer_id)
         else:
             self.cache.put(number, new)
+
+    def _marker(self, number: int, customer_id: str) -> tuple[bytes, bytes | None]:
+        name = marker_name(customer_id, self.settings.marker_secret)
+        return name, self.store.get(number, name)
+
+    def _erased(self, number: int, customer_id: str) -> CustomerState | None:
+        """The state of a customer without a record: an erasure, if a marker says so."""
+        _, marker = self._marker(number, customer_id)
+        if marker is None:
+            return None
+        return CustomerState(customer_id=customer_id, erased_at=decode_marker(marker))
+
+    def _mark_erased(self, batch: Batch) -> None:
+        """Store the batch's erasure markers, keyed by the ids' keyed hash, until they
+        expire."""
+        expires = micros(batch.wall + self.marker_ttl)
+        for number, customer_id, erased_at in batch.erasures:
+            name, before = self._marker(number, customer_id)
+            batch.changes.append(Change(number, name, encode_marker(erased_at, expires),
+                                        read_header(before) if before is not None else None))
+
+    def _expire_markers(self, number: int, batch: Batch) -> None:
+        """Erasure markers whose time is up (on the wall clock) are deleted."""
+        for name in self.store.expired(number, micros(batch.wall), self.settings.batch_size):
+            record = self.store.get(number, name)
+            if record is not None:
+                batch.changes.append(Change(number, name, None, read_header(record)))
+
+    def _tidy_store(self) -> None:
+        """Wipe partitions let go of a while ago; purge deleted keys from RocksDB's files."""
+        now = time.monotonic()
+        for partition, released_at in list(self.released.items()):
+            if now - released_at >= self.release_delay:
+                self.store.wipe(partition)
+                del self.released[partition]
+        if self.store.erased and now - self._purged >= self.purge_interval:
+            started = time.perf_counter()
+            self.store.purge()
+            self._purged = now
+            log.info("purged deleted keys from the local store in %.2f s",
+                     time.perf_counter() - started)
 
     async def _write(self, batch: Batch) -> None:
         """Outputs first, acknowledged; then the states (changelog, then local store)."""
@@ -434,12 +495,11 @@ class CustomerAgent(Service):
             return
         changelog = Outbox()
         for change in batch.changes:
-            changelog.add(self.changelog, change.partition, change.customer_id.encode(),
-                          change.record)
+            changelog.add(self.changelog, change.partition, change.name, change.record)
         written = await changelog.flush(self.producer)
         self.store.commit(batch.changes, {p: offset + 1 for (_, p), offset in written.items()})
         for number, customer_id, header in batch.unscheduled:
-            self.store.reindex(number, customer_id, header, NO_DEADLINE)
+            self.store.unschedule(number, customer_id, header)
 
     def _caught_up(self) -> None:
         """Partitions whose backlog from their assignment is processed (and written)."""
@@ -501,7 +561,7 @@ class CustomerAgent(Service):
         number = self.partition_of(customer_id)
         state = self.cache.get(number, customer_id)
         if state is None:
-            record = self.store.get(number, customer_id)
+            record = self.store.get(number, customer_id.encode())
             state = decode_state(record) if record is not None else None
         return state
 
@@ -576,7 +636,8 @@ class Decider:
                          repr(exc))
             return None
         new = result.state
-        record = encode_state(new) if new is not None and result.changed else None
+        keep = new is not None and result.changed and not new.erased_only
+        record = encode_state(new) if new is not None and keep else None
         if record is not None and len(record) > self.max_state_bytes:
             log.warning("customer %r: %d events would grow the state to %d bytes; not applied",
                         customer_id, len(incoming), len(record))
@@ -587,17 +648,21 @@ class Decider:
         batch.count(result)
         for rejected in result.dead_letters:
             self.dead_letter(batch, rejected)
+        key = customer_id.encode()
+        if result.erased:
+            batch.emit(self.outputs[CUSTOMER_VALUE], number, key, None, "tombstone")
+            if new is not None and new.erased_only:  # nothing left: a marker instead
+                batch.erasures.append((number, customer_id, new.erased_at))
+                if before is not None:
+                    batch.changes.append(Change(number, key, None, before))
         if new is None or record is None:
             return new
-        batch.changes.append(Change(number, customer_id, record, before))
+        batch.changes.append(Change(number, key, record, before))
         if result.stuck_at is not None:
             log.error("deadline %s of customer %r did not move; unscheduled", result.stuck_at,
                       customer_id)
             batch.unscheduled.append((number, customer_id, header_of(new)))
-        key = customer_id.encode()
         value_topic = self.outputs[CUSTOMER_VALUE]
-        if result.erased:
-            batch.emit(value_topic, number, key, None, "tombstone")
         if new.has_profile:
             as_of = result.decided.at if result.decided is not None else clock.due_until
             profile = build_profile(new, as_of, self.rules, predictor, result.decided)
@@ -636,6 +701,7 @@ class Batch:
         self.wall = wall
         self.outbox = Outbox()
         self.changes: list[Change] = []
+        self.erasures: list[tuple[int, str, datetime]] = []  # partition, customer, erased at
         self.unscheduled: list[tuple[int, str, Header]] = []
         self.events: Counter[tuple[str, str, str]] = Counter()
         self.late: Counter[str] = Counter()

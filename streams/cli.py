@@ -124,8 +124,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "topics":
         from streams.topics import ensure_topics
 
-        created = ensure_topics(settings)
-        print(f"created {len(created)} topic(s)" + "".join(f"\n  {t}" for t in created))
+        report = ensure_topics(settings)
+        print(f"created {len(report.created)} topic(s)"
+              + "".join(f"\n  {t}" for t in report.created))
+        print(f"updated the settings of {len(report.updated)} topic(s)" + "".join(
+            f"\n  {t}: " + ", ".join(f"{k}={v}" for k, v in sorted(changed.items()))
+            for t, changed in report.updated.items()))
         return 0
     if args.command == "publish":
         from streams.publish import publish_file

@@ -7,6 +7,7 @@ the variable and the problem in one line.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -33,6 +34,9 @@ from streams.domain.rules import Rules
 # The largest record the producers send (their max_request_size, Kafka's default limit): a
 # dead letter of the largest message accepted (base64) and the largest state must fit.
 MAX_RECORD_BYTES = 1_000_000
+# The erasure bound is split into the topics' retention and compaction times (streams/topics.py);
+# below this, they fall under what a broker does in one pass.
+MIN_ERASURE_BOUND = timedelta(seconds=20)
 T = TypeVar("T")
 N = TypeVar("N", int, float)
 
@@ -69,6 +73,13 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("VALUESTREAM_APP_ID", "valuestream",
              "consumer group and internal topics (both under the topic prefix)"),
     Variable("VALUESTREAM_DEDUP_DAYS", "35", "days an event_id is remembered for de-duplication"),
+    Variable("VALUESTREAM_ERASURE_BOUND", "30d",
+             "time within which every record naming an erased customer leaves every topic and "
+             "store (`30d`, `12h`, `90s`); sets the topics' retention and compaction"),
+    Variable("VALUESTREAM_ERASURE_KEY", "",
+             "secret for the keyed hash of erasure markers, the same on every worker (or give "
+             "VALUESTREAM_ERASURE_KEY_FILE); unset: derived from the app id, which is weaker"),
+    Variable("VALUESTREAM_ERASURE_KEY_FILE", "", "file holding the erasure key (a mounted secret)"),
     Variable("VALUESTREAM_ORPHAN_DAYS", "7", "days an event for an unknown order stays parked"),
     Variable("VALUESTREAM_TICK_SECONDS", "1.0",
              "how often time-driven work is checked when no events arrive"),
@@ -121,6 +132,8 @@ class Settings:
     ticket_cost: Decimal
     app_id: str
     dedup_days: int
+    erasure_bound: timedelta
+    erasure_key: str | None = field(repr=False)  # None: derived from the group id
     orphan_days: int
     tick_seconds: float
     batch_size: int
@@ -174,7 +187,8 @@ class Settings:
             data_dir=Path(raw("VALUESTREAM_DATA_DIR") or _DEFAULTS["VALUESTREAM_DATA_DIR"]),
             web_host=parsed("VALUESTREAM_WEB_HOST", _non_empty),
             web_port=parsed("VALUESTREAM_WEB_PORT", _int_in(1, 65535)),
-            api_token=_api_token(raw("VALUESTREAM_API_TOKEN"), raw("VALUESTREAM_API_TOKEN_FILE")),
+            api_token=_secret("VALUESTREAM_API_TOKEN", raw("VALUESTREAM_API_TOKEN"),
+                              raw("VALUESTREAM_API_TOKEN_FILE")),
             allowed_hosts=_allowed_hosts(raw("VALUESTREAM_ALLOWED_HOSTS"),
                                          raw("VALUESTREAM_WEB_HOST")),
             topic_prefix=parsed("VALUESTREAM_TOPIC_PREFIX", _topic_prefix),
@@ -186,6 +200,9 @@ class Settings:
             ticket_cost=parsed("VALUESTREAM_TICKET_COST", _decimal_in(0, None)),
             app_id=parsed("VALUESTREAM_APP_ID", _topic_prefix_non_empty),
             dedup_days=parsed("VALUESTREAM_DEDUP_DAYS", _int_in(30, 3650)),
+            erasure_bound=parsed("VALUESTREAM_ERASURE_BOUND", _duration(MIN_ERASURE_BOUND)),
+            erasure_key=_secret("VALUESTREAM_ERASURE_KEY", raw("VALUESTREAM_ERASURE_KEY"),
+                                raw("VALUESTREAM_ERASURE_KEY_FILE")),
             orphan_days=parsed("VALUESTREAM_ORPHAN_DAYS", _int_in(1, 365)),
             tick_seconds=parsed("VALUESTREAM_TICK_SECONDS", _float_in(0.05, 60.0)),
             batch_size=parsed("VALUESTREAM_BATCH_SIZE", _int_in(1, 100_000)),
@@ -215,6 +232,14 @@ class Settings:
         the topic prefix, so that two deployments on one cluster never share state."""
         return f"{self.topic_prefix}{self.app_id}"
 
+    @property
+    def marker_secret(self) -> bytes:
+        """The key of erasure markers' hashes: the configured secret, else one derived from
+        the group id (the same on every worker of a deployment, but guessable)."""
+        if self.erasure_key is not None:
+            return self.erasure_key.encode()
+        return hashlib.sha256(f"valuestream erasure markers|{self.group_id}".encode()).digest()
+
     def rules(self) -> Rules:
         """The domain's configurable rules."""
         return Rules(
@@ -232,20 +257,20 @@ class Settings:
         )
 
 
-def _api_token(value: str, path: str) -> str | None:
+def _secret(name: str, value: str, path: str) -> str | None:
+    """A secret from the variable ``name`` or from the file named by ``name``_FILE."""
     if value and path:
-        raise ConfigError(
-            "VALUESTREAM_API_TOKEN and VALUESTREAM_API_TOKEN_FILE: give one, not both")
+        raise ConfigError(f"{name} and {name}_FILE: give one, not both")
     if path:
         try:
             value = Path(path).read_text().strip()
         except OSError as exc:
-            raise ConfigError(f"VALUESTREAM_API_TOKEN_FILE={path!r}: cannot read the file: "
+            raise ConfigError(f"{name}_FILE={path!r}: cannot read the file: "
                               f"{exc.strerror}") from None
         if not value:
-            raise ConfigError(f"VALUESTREAM_API_TOKEN_FILE={path!r}: the file is empty")
+            raise ConfigError(f"{name}_FILE={path!r}: the file is empty")
     if value and len(value) < 16:
-        raise ConfigError("VALUESTREAM_API_TOKEN: expected at least 16 characters")
+        raise ConfigError(f"{name}: expected at least 16 characters")
     return value or None
 
 
@@ -305,6 +330,23 @@ def _decimal_in(low: int, high: int | None) -> Callable[[str], Decimal]:
         if not number.is_finite() or number < low or (high is not None and number > high):
             raise ValueError(f"expected a decimal number {bounds}")
         return number
+
+    return parse
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def _duration(low: timedelta) -> Callable[[str], timedelta]:
+    def parse(value: str) -> timedelta:
+        match = _DURATION.match(value.lower())
+        if not match:
+            raise ValueError("expected a number and a unit: s, m, h or d (e.g. 30d)")
+        duration = timedelta(**{_UNITS[match[2]]: float(match[1])})
+        if duration < low:
+            raise ValueError(f"expected at least {low.total_seconds():.0f} s")
+        return duration
 
     return parse
 

@@ -2,16 +2,23 @@
 
 Keys start with a kind and the partition (2 bytes, big-endian):
 
-* ``c`` partition customer_id -> the customer's record (``streams.codec``);
+* ``c`` partition name -> the customer's record (``streams.codec``), by customer id (UTF-8),
+  or an erasure marker, by its keyed hash (``streams.codec.marker_name``);
 * ``d`` partition deadline customer_id -> b"": the due-time index, ordered by deadline
   (microseconds since 1970, offset by 2^63 so that byte order is time order);
+* ``x`` partition expiry marker_name -> b"": erasure markers by the wall-clock time they
+  expire, ordered the same way;
 * ``m`` partition name -> bookkeeping: ``changelog`` (the next changelog offset the local
   records do not reflect yet) and ``counts`` (customers with a profile by churn level).
 
-Only the customer records are on the changelog. The due index and the counts are derived
-from the records' headers: a restore from the changelog rebuilds them as it goes, and every
-batch updates them in the same atomic write as the records and the changelog position, so
-they always agree with the records.
+Only the records are on the changelog. The indexes and the counts are derived from the
+records' headers: a restore from the changelog rebuilds them as it goes, and every batch
+updates them in the same atomic write as the records and the changelog position, so they
+always agree with the records.
+
+RocksDB keeps deleted data until compaction rewrites the files holding it, and a key that
+bounded a file stays in the MANIFEST until the database is opened again: :meth:`purge`
+does both for the keys of erased customers.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from streams.codec import NO_DEADLINE, Header, read_header
 from streams.domain.churn import LEVELS
 from streams.domain.state import CustomerState
 
-CUSTOMER, DUE, META = b"c", b"d", b"m"
+CUSTOMER, DUE, EXPIRY, META = b"c", b"d", b"x", b"m"
 _SHIFT = 2**63
 
 
@@ -36,21 +43,28 @@ def _part(partition: int) -> bytes:
     return partition.to_bytes(2, "big")
 
 
-def customer_key(partition: int, customer_id: str) -> bytes:
-    return CUSTOMER + _part(partition) + customer_id.encode()
+def customer_key(partition: int, name: bytes) -> bytes:
+    return CUSTOMER + _part(partition) + name
 
 
-def due_key(partition: int, deadline_us: int, customer_id: str) -> bytes:
-    return DUE + _part(partition) + (deadline_us + _SHIFT).to_bytes(8, "big") + customer_id.encode()
+def _timed_key(kind: bytes, partition: int, at_us: int, name: bytes) -> bytes:
+    return kind + _part(partition) + (at_us + _SHIFT).to_bytes(8, "big") + name
+
+
+def index_key(partition: int, header: Header, name: bytes) -> bytes | None:
+    """A record's entry in the due index (a customer) or the expiry index (a marker)."""
+    if header.deadline_us == NO_DEADLINE:
+        return None
+    return _timed_key(EXPIRY if header.marker else DUE, partition, header.deadline_us, name)
 
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """A customer record to store, with what the index needs of its previous version."""
+    """A record to store (None: delete it), with what the indexes need of the one before."""
 
     partition: int
-    customer_id: str
-    record: bytes
+    name: bytes  # the customer id (UTF-8) or a marker's name
+    record: bytes | None
     before: Header | None  # the previous record's header; None if there was none
 
 
@@ -59,6 +73,7 @@ class LocalStore:
 
     def __init__(self, path: Path, memory_bytes: int = 32 * 2**20) -> None:
         path.mkdir(parents=True, exist_ok=True)
+        self.erased: list[tuple[bytes, bytes]] = []  # key ranges deleted, not yet purged
         self.path = path / "customers.rocksdb"
         options = Options(raw_mode=True)
         options.create_if_missing(True)
@@ -78,29 +93,37 @@ class LocalStore:
 
     # --- reading --------------------------------------------------------------------------
 
-    def get(self, partition: int, customer_id: str) -> bytes | None:
-        return self.db.get(customer_key(partition, customer_id))
+    def get(self, partition: int, name: bytes) -> bytes | None:
+        return self.db.get(customer_key(partition, name))
 
     def due(self, partition: int, until_us: int, limit: int) -> list[tuple[int, str]]:
         """Up to ``limit`` customers whose deadline is at or before ``until_us``, earliest
         first, as (deadline, customer id)."""
-        prefix = DUE + _part(partition)
+        return [(at, name.decode()) for at, name in self._until(DUE, partition, until_us, limit)]
+
+    def expired(self, partition: int, until_us: int, limit: int) -> list[bytes]:
+        """Up to ``limit`` erasure markers expiring at or before ``until_us``."""
+        return [name for _, name in self._until(EXPIRY, partition, until_us, limit)]
+
+    def _until(self, kind: bytes, partition: int, until_us: int, limit: int
+               ) -> list[tuple[int, bytes]]:
+        prefix = kind + _part(partition)
         iterator = self.db.iter()
         iterator.seek(prefix)
-        found: list[tuple[int, str]] = []
+        found: list[tuple[int, bytes]] = []
         while iterator.valid() and len(found) < limit:
             key: bytes = iterator.key()
             if not key.startswith(prefix):
                 break
-            deadline = int.from_bytes(key[3:11], "big") - _SHIFT
-            if deadline > until_us:
+            at = int.from_bytes(key[3:11], "big") - _SHIFT
+            if at > until_us:
                 break
-            found.append((deadline, key[11:].decode()))
+            found.append((at, key[11:]))
             iterator.next()
         return found
 
-    def customers(self, partition: int) -> Iterator[tuple[str, bytes]]:
-        """Every customer record of a partition (for tests and tools)."""
+    def customers(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
+        """Every record of a partition, by name (for tests and tools)."""
         prefix = CUSTOMER + _part(partition)
         iterator = self.db.iter()
         iterator.seek(prefix)
@@ -108,7 +131,7 @@ class LocalStore:
             key: bytes = iterator.key()
             if not key.startswith(prefix):
                 return
-            yield key[3:].decode(), iterator.value()
+            yield key[3:], iterator.value()
             iterator.next()
 
     def changelog_position(self, partition: int) -> int | None:
@@ -130,7 +153,7 @@ class LocalStore:
         batch = WriteBatch(raw_mode=True)
         touched: set[int] = set(positions)
         for change in changes:
-            self._put(batch, change.partition, change.customer_id, change.before, change.record)
+            self._put(batch, change.partition, change.name, change.before, change.record)
             touched.add(change.partition)
         for partition, position in positions.items():
             batch.put(META + _part(partition) + b"changelog", str(position).encode())
@@ -140,49 +163,64 @@ class LocalStore:
                           orjson.dumps(self.counts[partition]))
         self.db.write(batch)
 
-    def restore(self, partition: int, records: dict[str, bytes | None], position: int) -> None:
-        """Apply changelog records (the latest per customer) on top of the local state."""
+    def restore(self, partition: int, records: dict[bytes, bytes | None], position: int
+                ) -> None:
+        """Apply changelog records (the latest per key) on top of the local state."""
         batch = WriteBatch(raw_mode=True)
-        for customer_id, record in records.items():
-            stored = self.db.get(customer_key(partition, customer_id))
+        for name, record in records.items():
+            stored = self.db.get(customer_key(partition, name))
             before = read_header(stored) if stored is not None else None
-            self._put(batch, partition, customer_id, before, record)
+            self._put(batch, partition, name, before, record)
         batch.put(META + _part(partition) + b"changelog", str(position).encode())
         batch.put(META + _part(partition) + b"counts", orjson.dumps(self.counts[partition]))
         self.db.write(batch)
 
     def wipe(self, partition: int) -> None:
         """Forget everything local of a partition (before a restore from scratch)."""
-        for kind in (CUSTOMER, DUE, META):
-            start = kind + _part(partition)
-            self.db.delete_range(start, kind + _part(partition + 1))
+        for kind in (CUSTOMER, DUE, EXPIRY, META):
+            start, end = kind + _part(partition), kind + _part(partition + 1)
+            self.db.delete_range(start, end)
+            self.erased.append((start, end))
         self.counts[partition] = dict.fromkeys(LEVELS, 0)
 
-    def reindex(self, partition: int, customer_id: str, header: Header, deadline_us: int
-                ) -> None:
-        """Move a customer's due-index entry (a deadline left out after a failure)."""
-        batch = WriteBatch(raw_mode=True)
-        if header.deadline_us != NO_DEADLINE:
-            batch.delete(due_key(partition, header.deadline_us, customer_id))
-        if deadline_us != NO_DEADLINE:
-            batch.put(due_key(partition, deadline_us, customer_id), b"")
-        self.db.write(batch)
+    def unschedule(self, partition: int, customer_id: str, header: Header) -> None:
+        """Take a customer out of the due index (a deadline left out after a failure)."""
+        if (key := index_key(partition, header, customer_id.encode())) is not None:
+            self.db.delete(key)
 
-    def _put(self, batch: WriteBatch, partition: int, customer_id: str, before: Header | None,
+    def purge(self) -> None:
+        """Remove deleted keys (erasures, partitions let go) from RocksDB's files: flush the
+        memtable (its write-ahead log goes with it), compact the files that held those keys,
+        and open the database again, which writes a new MANIFEST without the old files' key
+        bounds."""
+        if not self.erased:
+            return
+        self.db.flush(True)
+        for start, end in self.erased:
+            self.db.compact_range(start, end)
+        self.db.close()
+        self.db = Rdict(str(self.path), self._options)
+        self.erased.clear()
+
+    def _put(self, batch: WriteBatch, partition: int, name: bytes, before: Header | None,
              record: bytes | None) -> None:
         counts = self.counts[partition]
         if before is not None:
-            if before.deadline_us != NO_DEADLINE:
-                batch.delete(due_key(partition, before.deadline_us, customer_id))
+            if (old := index_key(partition, before, name)) is not None:
+                batch.delete(old)
+                if record is None:
+                    self.erased.append((old, old + b"\x00"))
             if before.has_profile:
                 counts[before.level] -= 1
+        key = customer_key(partition, name)
         if record is None:
-            batch.delete(customer_key(partition, customer_id))
+            batch.delete(key)
+            self.erased.append((key, key + b"\x00"))
             return
         after = read_header(record)
-        batch.put(customer_key(partition, customer_id), record)
-        if after.deadline_us != NO_DEADLINE:
-            batch.put(due_key(partition, after.deadline_us, customer_id), b"")
+        batch.put(key, record)
+        if (new := index_key(partition, after, name)) is not None:
+            batch.put(new, b"")
         if after.has_profile:
             counts[after.level] += 1
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import timedelta
 
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from schemas.events import TOPICS as INPUT_SCHEMAS
@@ -20,8 +21,7 @@ DEAD_LETTERS = "dead-letters"
 MODEL_PARAMS = "model-params"
 # The state changelog is compacted often, so that a worker restoring from it reads about one
 # record per customer (the latest) plus what changed in the last few minutes.
-STATE_CHANGELOG_CONFIG = {"cleanup.policy": "compact", "segment.ms": str(10 * 60 * 1000),
-                          "min.cleanable.dirty.ratio": "0.2"}
+CHANGELOG_SEGMENT = timedelta(minutes=10)
 
 
 class TopicError(RuntimeError):
@@ -41,27 +41,60 @@ def state_changelog_topic(settings: Settings) -> str:
     return f"{settings.group_id}-customer-state"
 
 
+def _ms(duration: timedelta) -> str:
+    return str(max(1, int(duration.total_seconds() * 1000)))
+
+
+def kept_configs(bound: timedelta) -> dict[str, str]:
+    """Topics whose records expire (inputs, churn-risk, follow-ups, dead-letters): a record
+    is gone at most a tenth of the bound (its segment closing) plus half of it after it was
+    written."""
+    return {"cleanup.policy": "delete", "retention.ms": _ms(bound / 2),
+            "segment.ms": _ms(bound / 10)}
+
+
+def compacted_configs(bound: timedelta, segment: timedelta | None = None) -> dict[str, str]:
+    """Topics keeping the latest record per customer (customer-value, the state changelog):
+    a record replaced by a newer one, a tombstone among them, is compacted away within a
+    fifth of the bound; a tombstone is kept another fifth for consumers to see, and removed
+    by the next compaction, a fifth later at most (README, *Erasure*)."""
+    fifth = bound / 5
+    return {"cleanup.policy": "compact", "segment.ms": _ms(min(segment or bound, bound / 10)),
+            "max.compaction.lag.ms": _ms(fifth), "delete.retention.ms": _ms(fifth),
+            "min.compaction.lag.ms": "0"}
+
+
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic; all but ``model-params`` have the configured partition count, because a
     worker writes each customer's outputs to the partition number of its input events."""
-    n = settings.partitions
-    compacted = {"cleanup.policy": "compact"}
-    specs = [TopicSpec(settings.topic(t), n, copartitioned=True) for t in INPUT_TOPICS]
+    n, bound = settings.partitions, settings.erasure_bound
+    kept = kept_configs(bound)
+    changelog = {**compacted_configs(bound, CHANGELOG_SEGMENT), "min.cleanable.dirty.ratio": "0.2"}
+    specs = [TopicSpec(settings.topic(t), n, kept, copartitioned=True) for t in INPUT_TOPICS]
     specs += [
-        TopicSpec(state_changelog_topic(settings), n, STATE_CHANGELOG_CONFIG, copartitioned=True),
-        TopicSpec(settings.topic(CUSTOMER_VALUE), n, compacted, copartitioned=True),
-        TopicSpec(settings.topic(CHURN_RISK), n, copartitioned=True),
-        TopicSpec(settings.topic(FOLLOW_UPS), n, copartitioned=True),
-        TopicSpec(settings.topic(DEAD_LETTERS), n, copartitioned=True),
-        TopicSpec(settings.topic(MODEL_PARAMS), 1, compacted),
+        TopicSpec(state_changelog_topic(settings), n, changelog, copartitioned=True),
+        TopicSpec(settings.topic(CUSTOMER_VALUE), n, compacted_configs(bound),
+                  copartitioned=True),
+        TopicSpec(settings.topic(CHURN_RISK), n, kept, copartitioned=True),
+        TopicSpec(settings.topic(FOLLOW_UPS), n, kept, copartitioned=True),
+        TopicSpec(settings.topic(DEAD_LETTERS), n, kept, copartitioned=True),
+        # No customer's data: the fitted model parameters.
+        TopicSpec(settings.topic(MODEL_PARAMS), 1, {"cleanup.policy": "compact"}),
     ]
     return specs
 
 
-def ensure_topics(settings: Settings, replication_factor: int = 1) -> list[str]:
-    """Create missing topics; return the names created. Existing co-partitioned topics must
-    have the configured partition count, or a customer's events would meet on different
-    workers."""
+@dataclass
+class TopicsReport:
+    created: list[str] = field(default_factory=list)
+    updated: dict[str, dict[str, str]] = field(default_factory=dict)  # topic -> settings set
+
+
+def ensure_topics(settings: Settings, replication_factor: int = 1) -> TopicsReport:
+    """Create missing topics and bring the settings valuestream manages (retention and
+    compaction, from the erasure bound) up to date on existing ones; report what changed.
+    Existing co-partitioned topics must have the configured partition count, or a
+    customer's events would meet on different workers."""
     specs = topic_specs(settings)
     try:
         admin = KafkaAdminClient(
@@ -78,8 +111,9 @@ def ensure_topics(settings: Settings, replication_factor: int = 1) -> list[str]:
             with suppress(TopicAlreadyExistsError):  # another worker created it meanwhile
                 admin.create_topics([NewTopic(spec.name, spec.partitions, replication_factor,
                                               topic_configs=dict(spec.config))])
-        _check_partitions(admin, [s for s in specs if s.copartitioned and s.name in existing])
-        return [s.name for s in missing]
+        present = [s for s in specs if s.name in existing]
+        _check_partitions(admin, [s for s in present if s.copartitioned])
+        return TopicsReport([s.name for s in missing], _update_configs(admin, present))
     finally:
         admin.close()
 
@@ -99,3 +133,28 @@ def _check_partitions(admin: KafkaAdminClient, specs: list[TopicSpec]) -> None:
                 f"topic {spec.name} has {actual} partitions but VALUESTREAM_PARTITIONS is "
                 f"{spec.partitions}; valuestream's topics must all have that count"
             )
+
+
+def _update_configs(admin: KafkaAdminClient, specs: list[TopicSpec]) -> dict[str, dict[str, str]]:
+    """Set the managed settings that differ on existing topics (other settings stay)."""
+    if not specs:
+        return {}
+    resources = [ConfigResource(ConfigResourceType.TOPIC, s.name, list(s.config)) for s in specs]
+    described = admin.describe_configs(resources, config_filter="all")
+    updates: dict[str, dict[str, str]] = {}
+    for spec in specs:
+        current = {name: entry["value"] for name, entry in
+                   described.get("topic", {}).get(spec.name, {}).items()}
+        changed = {k: v for k, v in spec.config.items() if current.get(k) != v}
+        if changed:
+            updates[spec.name] = changed
+    if updates:
+        results = admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name, dict(changed))
+             for name, changed in updates.items()])
+        failed = {name: result for name, result in results.get("topic", {}).items()
+                  if result != "OK"}
+        if failed:
+            raise TopicError("cannot update topic settings: " + "; ".join(
+                f"{name}: {result}" for name, result in failed.items()))
+    return updates

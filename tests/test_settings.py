@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -37,6 +38,8 @@ def test_defaults() -> None:
     ("VALUESTREAM_MAX_MESSAGE_BYTES", "700000"),  # its dead letter would not fit a record
     ("VALUESTREAM_MAX_STATE_BYTES", "1000000"),
     ("VALUESTREAM_MAX_PARKED", "0"),
+    ("VALUESTREAM_ERASURE_BOUND", "30"),
+    ("VALUESTREAM_ERASURE_BOUND", "5s"),
 ])
 def test_a_bad_value_is_named_in_one_line(name: str, value: str) -> None:
     with pytest.raises(ConfigError) as error:
@@ -89,6 +92,18 @@ def test_access_and_limit_problems(env: dict[str, str], problem: str) -> None:
     with pytest.raises(ConfigError, match=problem) as error:
         Settings.from_env(env)
     assert "\n" not in str(error.value)
+
+
+def test_the_erasure_bound_and_key() -> None:
+    s = Settings.from_env({})
+    assert s.erasure_bound == timedelta(days=30) and s.erasure_key is None
+    assert s.marker_secret != Settings.from_env({"VALUESTREAM_APP_ID": "other"}).marker_secret
+    s = Settings.from_env({"VALUESTREAM_ERASURE_BOUND": "36h",
+                           "VALUESTREAM_ERASURE_KEY": "k" * 16})
+    assert s.erasure_bound == timedelta(hours=36) and s.marker_secret == b"k" * 16
+    assert "k" * 16 not in repr(s)
+    with pytest.raises(ConfigError, match="VALUESTREAM_ERASURE_KEY: expected at least 16"):
+        Settings.from_env({"VALUESTREAM_ERASURE_KEY": "short"})
 
 
 def test_allowed_hosts_always_include_the_web_host_and_localhost() -> None:

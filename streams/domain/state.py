@@ -147,8 +147,15 @@ class CustomerState(Struct, array_like=True, gc=False):
 
     @property
     def has_profile(self) -> bool:
-        """False for an erasure marker (nothing but the id and the erasure time)."""
+        """False until the customer's first applied event (an erasure is none)."""
         return self.first_seen_at is not None
+
+    @property
+    def erased_only(self) -> bool:
+        """Nothing but an erasure: no data of the customer is left (the worker stores an
+        erasure marker instead)."""
+        return self.erased_at is not None and self == CustomerState(
+            self.customer_id, erased_at=self.erased_at)
 
     def next_deadline(self) -> datetime | None:
         """The next processor time at which time alone may change this state."""
