@@ -189,6 +189,10 @@ class CustomerAgent(Service):
     # --- lifecycle ------------------------------------------------------------------------
 
     async def on_start(self) -> None:
+        if self.settings.erasure_key is None:
+            log.warning("VALUESTREAM_ERASURE_KEY is not set: erasure markers are keyed by a "
+                        "hash derived from the app id, which anyone can compute; set a secret "
+                        "in production (README, *Erasure*)")
         servers = self.settings.bootstrap_servers.split(",")
         self.store = LocalStore(self.settings.data_dir)
         self.producer = AIOKafkaProducer(

@@ -52,8 +52,8 @@ def profile_lines(data: dict[str, np.ndarray]) -> list[bytes]:
         lines.append(orjson.dumps({
             "customer_id": f"c{i}",
             "first_order_at": f"{date.isoformat(first)}T10:00:00Z",
-            "frequency": x, "recency_days": int(data["t_x"][i]), "monetary_value": m,
-            "net_revenue": round(m * (x + 1), 2), "margin_rate": 0.3,
+            "frequency": x, "recency_days": int(data["t_x"][i]), "monetary_value": f"{m:.2f}",
+            "net_revenue": f"{m * (x + 1):.2f}", "margin_rate": 0.3,
         }))
     return lines
 

@@ -8,7 +8,8 @@ exported from them (``python -m schemas.export``); ``tests/test_schemas.py`` che
 files are current and that records written by a real worker validate against them.
 
 Times are RFC 3339 strings in UTC with ``Z`` (aware UTC datetimes, which msgspec writes so);
-money is a number in the base currency, rounded half-up to cents.
+money is exact decimal text with two decimals ("1234.50"), rounded half-up to cents, in the
+base currency that every record with amounts names in its ``currency`` field.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ from streams.domain.followups import REASONS
 from streams.domain.predict import TIERS
 
 Time = datetime  # always UTC
-Money = Annotated[float, Meta(description="base currency, rounded half-up to cents")]
+Money = Annotated[str, Meta(pattern=r"^-?[0-9]+\.[0-9]{2}$", description=(
+    "decimal text in the record's currency, rounded half-up to cents"))]
+Currency = Annotated[str, Meta(pattern="^[A-Z]{3}$", description=(
+    "ISO 4217 code of every amount in the record (VALUESTREAM_CURRENCY)"))]
 Rate = Annotated[float, Meta(ge=0, description="rounded half-up to 4 decimals")]
 # The names are defined once, by the domain rules that use them.
 Level = Literal[LEVELS]  # type: ignore[valid-type]
@@ -59,6 +63,7 @@ class Profile(Output):
 
     customer_id: str
     as_of: Time
+    currency: Currency
     first_seen_at: Time | None
     updated_at: Time | None
     orders: int
@@ -122,6 +127,7 @@ class ChurnRiskChanged(Output, kw_only=True):
     p_alive: float | None
     reasons: list[str]
     predicted_clv_365d: Money | None
+    currency: Currency
     value_tier: Tier | None
 
 
@@ -137,7 +143,8 @@ class FollowUpDue(Output, kw_only=True):
     expires_at: Time
     priority: Annotated[int, Meta(ge=0, le=100)]
     suggested_action: str
-    context: dict[str, Any]
+    context: dict[str, Any]  # amounts in it (predicted_clv_365d) are Money
+    currency: Currency
 
 
 class DeadLetterError(Output):

@@ -64,8 +64,8 @@ def summaries(profiles: Iterable[bytes], as_of: datetime, default_margin: float)
         first_day = datetime.fromisoformat(p["first_order_at"]).astimezone(UTC).date()
         age = max((as_of_day - first_day).days, p["recency_days"])
         margin = p["margin_rate"] if p["margin_rate"] is not None else default_margin
-        rows.append((p["frequency"], p["recency_days"], age, p["monetary_value"],
-                     p["net_revenue"] / (p["frequency"] + 1), margin))
+        rows.append((p["frequency"], p["recency_days"], age, float(p["monetary_value"]),
+                     float(p["net_revenue"]) / (p["frequency"] + 1), margin))
     columns = np.array(rows, dtype=np.float64).reshape(-1, 6).T
     return Summaries(*columns)
 

@@ -35,7 +35,7 @@ def test_customer_data_needs_the_token_and_a_known_host(make_worker: Callable[..
     assert http_get(url, {"Authorization": "Bearer not-the-token"})[0] == 401
     assert http_get(url, {"Authorization": TOKEN})[0] == 401  # not a bearer token
     status, body = http_get(url, bearer)
-    assert (status, body["revenue"]) == (200, 5.0)
+    assert (status, body["revenue"]) == (200, "5.00")
     assert http_get(url, {**bearer, "Host": "shop.example:8080"})[0] == 200
     status, body = http_get(url, {**bearer, "Host": "attacker.example"})
     assert (status, body["error"]) == (421, "unknown_host")

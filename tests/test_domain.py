@@ -16,8 +16,9 @@ from streams.codec import decode_state, encode_state
 from streams.decode import Invalid, decode
 from streams.domain.apply import Applied, apply_event, expire_parked
 from streams.domain.models import DEFAULT_PARAMS
+from streams.domain.money import money
 from streams.domain.predict import Predictor
-from streams.domain.profile import build_profile, money
+from streams.domain.profile import build_profile
 from streams.domain.rules import Rules
 from streams.domain.state import CustomerState, Source, id_hash
 
@@ -74,10 +75,10 @@ def test_revenue_discount_and_cost_with_the_default_margin() -> None:
         {"sku": "b", "quantity": 1, "unit_price": "20.00", "unit_cost": "5.00"},
     ])
     p = c.profile()
-    assert p["revenue"] == 49.97  # 3 x 9.99 + 20
-    assert p["discounts"] == 6.03  # 3 x 2.01
-    assert p["gross_margin"] == 23.99  # 49.97 - (29.97 x 0.7 + 5) = 49.97 - 25.979
-    assert p["net_profit"] == 23.99
+    assert p["revenue"] == "49.97"  # 3 x 9.99 + 20
+    assert p["discounts"] == "6.03"  # 3 x 2.01
+    assert p["gross_margin"] == "23.99"  # 49.97 - (29.97 x 0.7 + 5) = 49.97 - 25.979
+    assert p["net_profit"] == "23.99"
 
 
 def test_foreign_currency_converts_at_the_rate_fixed_when_placed() -> None:
@@ -87,7 +88,7 @@ def test_foreign_currency_converts_at_the_rate_fixed_when_placed() -> None:
           currency="EUR")
     c.apply("order.refunded", "e2", "2026-04-02T00:00:00Z", order_id="o1", amount="2.00")
     p = c.profile()
-    assert (p["revenue"], p["gross_margin"], p["refunds"]) == (11.0, 6.6, 2.2)
+    assert (p["revenue"], p["gross_margin"], p["refunds"]) == ("11.00", "6.60", "2.20")
 
 
 def test_unknown_currency_is_rejected_and_nothing_is_stored() -> None:
@@ -107,7 +108,7 @@ def test_a_late_arriving_older_amendment_does_not_win() -> None:
     c.apply("order.amended", "e2", "2026-04-02T00:00:00Z", order_id="o1",
             lines=[{"sku": "a", "quantity": 2, "unit_price": 10}])
     p = c.profile()
-    assert (p["revenue"], p["amended_orders"], p["amend_rate"]) == (30.0, 1, 1.0)
+    assert (p["revenue"], p["amended_orders"], p["amend_rate"]) == ("30.00", 1, 1.0)
 
 
 def test_cancelled_orders_leave_every_total_and_the_purchase_days() -> None:
@@ -119,7 +120,7 @@ def test_cancelled_orders_leave_every_total_and_the_purchase_days() -> None:
     assert [r.code for r in again.rejected] == ["order_already_cancelled"]
     p = c.profile()
     assert (p["orders"], p["revenue"], p["cancelled_orders"], p["cancel_rate"]) == (
-        1, 10.0, 1, 0.5)
+        1, "10.00", 1, 0.5)
     assert (p["frequency"], p["recency_days"]) == (0, 0)
 
 
@@ -136,7 +137,7 @@ def test_refunds_are_bounded_and_counted_once_even_after_the_memory_forgets() ->
     assert id_hash("r1") not in c.state.seen  # type: ignore[union-attr]
     c.apply("order.refunded", "r1", "2026-04-02T00:00:00Z", now=later, order_id="o1",
             amount="4")
-    assert c.profile()["refunds"] == 4.0
+    assert c.profile()["refunds"] == "4.00"
 
 
 def test_redelivered_event_is_a_duplicate() -> None:
@@ -161,7 +162,7 @@ def test_parked_events_apply_in_event_time_order_when_the_order_arrives() -> Non
                    payment_due_at="2026-04-02T12:00:00Z")
     assert (placed.outcome, placed.unparked) == ("applied", 2)
     p = c.profile()
-    assert (p["revenue"], p["paid_orders"], p["late_payments"]) == (20.0, 1, 1)
+    assert (p["revenue"], p["paid_orders"], p["late_payments"]) == ("20.00", 1, 1)
     assert c.state.parked == [] and c.state.next_deadline() is None  # type: ignore[union-attr]
 
 
@@ -232,7 +233,7 @@ def test_purchase_statistics_use_distinct_utc_days() -> None:
     c.apply("order.refunded", "5", "2026-01-23T00:00:00Z", order_id="o4", amount=5)
     p = c.profile(as_of=datetime(2026, 2, 1, 12, tzinfo=UTC))
     assert (p["frequency"], p["recency_days"], p["age_days"]) == (2, 20, 30)
-    assert p["monetary_value"] == 17.5  # (10 + 25) / 2
+    assert p["monetary_value"] == "17.50"  # (10 + 25) / 2
     assert p["first_order_at"] == "2026-01-02T01:00:00Z"
 
 
@@ -245,8 +246,9 @@ def test_no_purchase_means_null_statistics() -> None:
 
 
 @pytest.mark.parametrize(("amount", "cents"), [
-    ("2.665", 2.67), ("2.675", 2.68), ("-5.005", -5.01), ("0.004999", 0.0), ("1e2", 100.0)])
-def test_money_rounds_half_up_to_cents(amount: str, cents: float) -> None:
+    ("2.665", "2.67"), ("2.675", "2.68"), ("-5.005", "-5.01"), ("0.004999", "0.00"),
+    ("-0.001", "0.00"), ("1e2", "100.00")])
+def test_money_rounds_half_up_to_cents(amount: str, cents: str) -> None:
     assert money(Decimal(amount)) == cents
 
 
@@ -321,5 +323,6 @@ def test_parked_events_are_bounded_in_number_and_bytes() -> None:
 
 
 def test_money_of_any_finite_amount_rounds_without_error() -> None:
-    assert money(Decimal("1e30")) == 1e30
-    assert money(Decimal("123456789012345678901234567.895")) == 1.2345678901234568e26
+    assert money(Decimal("1e30")) == "1" + "0" * 30 + ".00"
+    assert money(Decimal("123456789012345678901234567.895")) == (
+        "123456789012345678901234567.90")

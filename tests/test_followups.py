@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from streams.domain.followups import (
     REASONS,
@@ -18,9 +19,10 @@ T0 = datetime(2026, 5, 1, 9, tzinfo=UTC)
 RULES = FollowUpRules()
 
 
-def facts(clv: float | None = 0.0, tier: str | None = "bronze") -> ValueFacts:
-    return ValueFacts(live=[], history=None, clv=clv, tier=tier, platinum_cut=300.0,
-                      became_high_risk=False, churn={})
+def facts(clv: str | int | None = "0.00", tier: str | None = "bronze") -> ValueFacts:
+    return ValueFacts(live=[], history=None, clv=Decimal(str(clv)) if clv is not None else None,
+                      currency="USD", tier=tier, platinum_cut=300.0, became_high_risk=False,
+                      churn={})
 
 
 def rated(state: CustomerState, ticket: str, at: datetime, csat: int) -> None:

@@ -146,7 +146,7 @@ def test_hostile_input_is_contained(make_worker: Callable[..., Worker], kafka_bo
     for customer, revenue in valid.items():
         status, profile = worker.profile(customer)
         assert status == 200
-        assert Decimal(str(profile["revenue"])) == revenue.quantize(Decimal("0.01"))
+        assert profile["revenue"] == f"{revenue.quantize(Decimal('0.01')):f}"
 
     letters = [orjson.loads(r.value) for r in read_at_least(
         kafka_bootstrap, f"{namespace}-dead-letters", sum(expected.values()), timeout=60)]

@@ -35,14 +35,14 @@ def test_deployments_with_one_app_id_and_two_prefixes_stay_apart(
         for worker in workers.values():
             worker.wait_settled(1)
             assert worker.health()["active_partitions"] == [0, 1, 2, 3]  # a group of its own
-        assert workers["blue"].profile("alice")[1]["revenue"] == 10.0
-        assert workers["green"].profile("alice")[1]["revenue"] == 99.0
+        assert workers["blue"].profile("alice")[1]["revenue"] == "10.00"
+        assert workers["green"].profile("alice")[1]["revenue"] == "99.00"
         blue = workers["blue"]
         blue.stop()  # lose the disk: the state comes back from blue's own changelog
         shutil.rmtree(blue.data_dir)
         blue.start()
         blue.wait(lambda: blue.profile("alice")[0] == 200, 60, "alice restored")
-        assert blue.profile("alice")[1]["revenue"] == 10.0
+        assert blue.profile("alice")[1]["revenue"] == "10.00"
     finally:
         for worker in workers.values():
             worker.stop()

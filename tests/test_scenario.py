@@ -140,60 +140,60 @@ PREDICTIVE_FIELDS = {"p_alive", "expected_purchases_90d", "expected_order_value"
                      "predicted_clv_365d", "churn_risk", "rfm", "value_tier", "follow_ups"}
 EXPECTED = {
     "alice": {
-        "customer_id": "alice", "as_of": AS_OF,
+        "customer_id": "alice", "as_of": AS_OF, "currency": "USD",
         "first_seen_at": "2026-03-01T10:00:00Z", "updated_at": "2026-04-01T13:00:00Z",
         "orders": 3, "first_order_at": "2026-03-01T10:00:00Z",
         "last_order_at": "2026-04-01T12:00:00Z",
-        "revenue": 115.48,  # 45.48 + 30.00 + 40.00
-        "refunds": 6.00, "net_revenue": 109.48,
-        "gross_margin": 55.63,  # 25.63 + 18.00 + 12.00
-        "discounts": 20.00, "average_order_value": 38.49,  # 115.48 / 3
+        "revenue": "115.48",  # 45.48 + 30.00 + 40.00
+        "refunds": "6.00", "net_revenue": "109.48",
+        "gross_margin": "55.63",  # 25.63 + 18.00 + 12.00
+        "discounts": "20.00", "average_order_value": "38.49",  # 115.48 / 3
         "cancelled_orders": 1, "amended_orders": 1, "late_payments": 1, "paid_orders": 2,
         "margin_rate": 0.4752,  # (55.63 - 3.60) / 109.48
         "discount_rate": 0.1476,  # 20 / (115.48 + 20)
         "cancel_rate": 0.25, "amend_rate": 0.25, "late_payment_rate": 0.5,
-        "support_cost": 2.50, "net_profit": 49.53,  # 55.63 - 3.60 - 2.50
+        "support_cost": "2.50", "net_profit": "49.53",  # 55.63 - 3.60 - 2.50
         "tickets_total": 1, "tickets_open": 0, "tickets_90d": 1,
         "oldest_open_ticket_at": None, "csat_average": 4.0, "csat_last": 4,
         "emails_sent": 2, "emails_opened": 1, "emails_clicked": 1, "open_rate": 0.5,
         "last_open_at": "2026-03-02T12:00:00Z", "last_click_at": "2026-03-02T13:00:00Z",
         "unsubscribed": False, "bounced": False,
         # purchase days 03-01 (45.48), 03-05 (30 - 6 = 24), 04-01 (40)
-        "frequency": 2, "recency_days": 31, "age_days": 40, "monetary_value": 32.00,
+        "frequency": 2, "recency_days": 31, "age_days": 40, "monetary_value": "32.00",
     },
     "bob": {
-        "customer_id": "bob", "as_of": AS_OF,
+        "customer_id": "bob", "as_of": AS_OF, "currency": "USD",
         "first_seen_at": "2026-03-10T08:00:00Z", "updated_at": "2026-03-20T08:00:00Z",
         "orders": 1, "first_order_at": "2026-03-20T08:00:00Z",
         "last_order_at": "2026-03-20T08:00:00Z",
-        "revenue": 0.0, "refunds": 0.0, "net_revenue": 0.0, "gross_margin": 0.0,
-        "discounts": 15.00, "average_order_value": 0.0,
+        "revenue": "0.00", "refunds": "0.00", "net_revenue": "0.00", "gross_margin": "0.00",
+        "discounts": "15.00", "average_order_value": "0.00",
         "cancelled_orders": 0, "amended_orders": 0, "late_payments": 0, "paid_orders": 0,
         "margin_rate": None, "discount_rate": 1.0, "cancel_rate": 0.0, "amend_rate": 0.0,
-        "late_payment_rate": None, "support_cost": 5.00, "net_profit": -5.00,
+        "late_payment_rate": None, "support_cost": "5.00", "net_profit": "-5.00",
         "tickets_total": 2, "tickets_open": 2, "tickets_90d": 2,
         "oldest_open_ticket_at": "2026-03-10T08:00:00Z", "csat_average": 3.5, "csat_last": 5,
         "emails_sent": 1, "emails_opened": 0, "emails_clicked": 0, "open_rate": 0.0,
         "last_open_at": None, "last_click_at": None, "unsubscribed": True, "bounced": True,
-        "frequency": 0, "recency_days": 0, "age_days": 21, "monetary_value": 0.0,
+        "frequency": 0, "recency_days": 0, "age_days": 21, "monetary_value": "0.00",
     },
     "carol": {
-        "customer_id": "carol", "as_of": AS_OF,
+        "customer_id": "carol", "as_of": AS_OF, "currency": "USD",
         "first_seen_at": "2026-03-04T04:30:00Z", "updated_at": "2026-03-06T00:00:00Z",
         "orders": 1, "first_order_at": "2026-03-04T04:30:00Z",
         "last_order_at": "2026-03-04T04:30:00Z",
-        "revenue": 2.67, "refunds": 1.00,
-        "net_revenue": 1.67,  # 1.665 half-up (half-even would say 1.66)
-        "gross_margin": 0.80, "discounts": 0.0, "average_order_value": 2.67,
+        "revenue": "2.67", "refunds": "1.00",
+        "net_revenue": "1.67",  # 1.665 half-up (half-even would say 1.66)
+        "gross_margin": "0.80", "discounts": "0.00", "average_order_value": "2.67",
         "cancelled_orders": 0, "amended_orders": 0, "late_payments": 0, "paid_orders": 1,
         "margin_rate": 0.3,  # (0.7995 - 0.30) / 1.665
         "discount_rate": 0.0, "cancel_rate": 0.0, "amend_rate": 0.0, "late_payment_rate": 0.0,
-        "support_cost": 0.0, "net_profit": 0.50,  # 0.4995 half-up
+        "support_cost": "0.00", "net_profit": "0.50",  # 0.4995 half-up
         "tickets_total": 0, "tickets_open": 0, "tickets_90d": 0,
         "oldest_open_ticket_at": None, "csat_average": None, "csat_last": None,
         "emails_sent": 0, "emails_opened": 0, "emails_clicked": 0, "open_rate": None,
         "last_open_at": None, "last_click_at": None, "unsubscribed": False, "bounced": False,
-        "frequency": 0, "recency_days": 0, "age_days": 37, "monetary_value": 0.0,
+        "frequency": 0, "recency_days": 0, "age_days": 37, "monetary_value": "0.00",
     },
 }
 

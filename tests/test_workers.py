@@ -3,6 +3,7 @@ any customer by forwarding the request to the owner of the customer's partition.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -53,7 +54,7 @@ def test_either_worker_answers_for_every_customer(make_worker: Any, kafka_bootst
         return response if response[0] == 200 else None
 
     for n, customer in enumerate(customers):
-        expected_revenue = (n + 1) * 1.25
+        expected_revenue = f"{Decimal('1.25') * (n + 1):.2f}"
         for worker in (first, second):
             try:
                 status, body = wait_for(lambda w=worker, c=customer: answered(w, c), 30,
@@ -87,7 +88,7 @@ def test_a_dead_owner_means_503_until_its_partitions_move(make_worker: Any, kafk
     def moved() -> bool:
         status, body = survivor.profile(customer)
         answers.append((status, body.get("error") if status != 200 else None))
-        return status == 200 and body["revenue"] == 2.5
+        return status == 200 and body["revenue"] == "2.50"
 
     wait_for(moved, 60, "the survivor to take over")
     assert {status for status, _ in answers} <= {200, 503}, answers

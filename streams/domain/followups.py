@@ -17,11 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from itertools import pairwise
 from typing import Any
 
 from streams.domain.churn import ChurnRisk
 from streams.domain.history import PurchaseHistory
+from streams.domain.money import money
 from streams.domain.state import CustomerState, Order, PendingFollowUp, Ticket
 
 TOP_TIERS = ("gold", "platinum")
@@ -76,7 +78,8 @@ class ValueFacts:
 
     live: list[Order]  # non-cancelled orders, oldest first
     history: PurchaseHistory | None
-    clv: float | None
+    clv: Decimal | None  # rounded to cents
+    currency: str  # of every amount
     tier: str | None
     platinum_cut: float
     became_high_risk: bool  # the churn level changed to high in this decision
@@ -166,7 +169,7 @@ def fire(state: CustomerState, at: datetime, now: datetime, facts: ValueFacts,
 def priority(reason: str, facts: ValueFacts) -> int:
     value = 0.0
     if facts.clv is not None and facts.platinum_cut > 0:
-        value = min(100.0, 100.0 * max(facts.clv, 0.0) / facts.platinum_cut)
+        value = min(100.0, 100.0 * max(float(facts.clv), 0.0) / facts.platinum_cut)
     return round((value + REASONS[reason].urgency) / 2)
 
 
@@ -271,7 +274,8 @@ def _warm(state: CustomerState, at: datetime, facts: ValueFacts, rules: FollowUp
 def _context(state: CustomerState, pending: PendingFollowUp, facts: ValueFacts
              ) -> dict[str, Any]:
     """The facts behind the reason, enough to act without a second lookup."""
-    context: dict[str, Any] = {"value_tier": facts.tier, "predicted_clv_365d": facts.clv}
+    clv = money(facts.clv) if facts.clv is not None else None
+    context: dict[str, Any] = {"value_tier": facts.tier, "predicted_clv_365d": clv}
     ticket = state.tickets.get(pending.subject)
     if ticket is not None:
         context.update(ticket_id=pending.subject, ticket_priority=ticket.priority,

@@ -2,31 +2,25 @@
 
 ``as_of`` only sets the moment at which time-dependent fields are evaluated (age, tickets in
 the last 90 days); the profile always reflects every event applied so far. Money is rounded
-half-up to cents only here, at the edge; all arithmetic before is exact.
+only here, at the edge (``streams.domain.money``); all arithmetic before is exact.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_UP, Context, Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from schemas.outputs import ChurnRiskView, PendingFollowUpView, Profile, RfmView
 from streams.domain.churn import ChurnRisk, current_churn
 from streams.domain.history import PurchaseHistory, live_orders, purchase_history
+from streams.domain.money import money
 from streams.domain.predict import Predictor
 from streams.domain.rules import Rules
 from streams.domain.state import ZERO, CustomerState, Order
 
-CENT = Decimal("0.01")
-WIDE = Context(prec=400)  # room for any finite float: rounding to cents never overflows
 RATE = Decimal("0.0001")
 TICKET_WINDOW = timedelta(days=90)
-
-
-def money(amount: Decimal) -> float:
-    """Round to cents. A float of a cent-rounded decimal prints as exactly that decimal."""
-    return float(amount.quantize(CENT, rounding=ROUND_HALF_UP, context=WIDE))
 
 
 def rate(part: Decimal | int, whole: Decimal | int) -> float | None:
@@ -106,6 +100,7 @@ def build_profile(state: CustomerState, as_of: datetime, rules: Rules,
     return Profile(
         customer_id=state.customer_id,
         as_of=as_of,
+        currency=rules.currency,
         first_seen_at=state.first_seen_at,
         updated_at=state.updated_at,
         orders=len(live),
@@ -166,7 +161,7 @@ def pending_follow_ups(state: CustomerState) -> list[PendingFollowUpView]:
 
 
 def _purchase_statistics(history: PurchaseHistory | None, as_of: datetime
-                         ) -> dict[str, int | float | None]:
+                         ) -> dict[str, int | str | None]:
     if history is None:
         return {"frequency": None, "recency_days": None, "age_days": None, "monetary_value": None}
     return {

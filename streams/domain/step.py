@@ -39,8 +39,9 @@ from streams.domain.apply import Outcome, apply_event, expire_parked
 from streams.domain.churn import ChurnChange, ChurnRisk, assess_churn
 from streams.domain.followups import REASONS, Dropped, FollowUp, ValueFacts, fire, plan
 from streams.domain.history import live_orders, purchase_history
+from streams.domain.money import cents, money
 from streams.domain.predict import Predictor, value_tier
-from streams.domain.profile import Decided, margin_rate, money, timestamp
+from streams.domain.profile import Decided, margin_rate, timestamp
 from streams.domain.rules import Rules
 from streams.domain.state import CustomerState, Rejected, Source
 
@@ -152,9 +153,9 @@ def _decide(result: StepResult, state: CustomerState, at: datetime, clock: Clock
         own_margin = margin_rate(live)
         raw_clv = predictor.clv(history, at, own_margin if own_margin is not None
                                 else rules.default_margin)
-        clv, tier = money(Decimal(raw_clv)), value_tier(raw_clv, predictor.params)
+        clv, tier = cents(Decimal(raw_clv)), value_tier(raw_clv, predictor.params)
     facts = ValueFacts(
-        live=live, history=history, clv=clv, tier=tier,
+        live=live, history=history, clv=clv, currency=rules.currency, tier=tier,
         platinum_cut=predictor.params.tiers.platinum,
         became_high_risk=change is not None and change.risk.level == "high", churn=risk)
     result.dropped += plan(state, at, facts, rules.follow_ups)
@@ -164,7 +165,8 @@ def _decide(result: StepResult, state: CustomerState, at: datetime, clock: Clock
     if change is not None:
         result.churn_events.append(churn_event(state.customer_id, change, risk, facts, at,
                                                trigger))
-    result.follow_ups += [follow_up_event(state.customer_id, f, at) for f in emitted]
+    result.follow_ups += [follow_up_event(state.customer_id, f, at, facts.currency)
+                          for f in emitted]
 
 
 def churn_event(customer_id: str, change: ChurnChange, risk: ChurnRisk, facts: ValueFacts,
@@ -180,13 +182,14 @@ def churn_event(customer_id: str, change: ChurnChange, risk: ChurnRisk, facts: V
         score=risk.score.score,
         p_alive=round(risk.p_alive, 4) if risk.p_alive is not None else None,
         reasons=list(risk.score.reasons),
-        predicted_clv_365d=facts.clv,
+        predicted_clv_365d=money(facts.clv) if facts.clv is not None else None,
+        currency=facts.currency,
         value_tier=facts.tier,
     )
 
 
-def follow_up_event(customer_id: str, follow_up: FollowUp, decided_at: datetime
-                    ) -> FollowUpDue:
+def follow_up_event(customer_id: str, follow_up: FollowUp, decided_at: datetime,
+                    currency: str) -> FollowUpDue:
     """Identified by customer, reason, subject and due time: a repeat has the same id."""
     identity = (f"{customer_id}|follow_up|{follow_up.reason}|{follow_up.subject}|"
                 f"{follow_up.due_at.isoformat()}")
@@ -200,4 +203,5 @@ def follow_up_event(customer_id: str, follow_up: FollowUp, decided_at: datetime
         priority=follow_up.priority,
         suggested_action=REASONS[follow_up.reason].suggested_action,
         context=follow_up.context,
+        currency=currency,
     )
