@@ -47,6 +47,7 @@ from kafka.partitioner.default import murmur2
 from mode import Service
 
 from streams.assignor import CopartitionedAssignor
+from streams.clients import async_options
 from streams.codec import (
     Header,
     decode_marker,
@@ -193,20 +194,20 @@ class CustomerAgent(Service):
             log.warning("VALUESTREAM_ERASURE_KEY is not set: erasure markers are keyed by a "
                         "hash derived from the app id, which anyone can compute; set a secret "
                         "in production (README, *Erasure*)")
-        servers = self.settings.bootstrap_servers.split(",")
+        kafka = async_options(self.settings)
         self.store = LocalStore(self.settings.data_dir)
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=servers, acks="all", enable_idempotence=True,
+            **kafka, acks="all", enable_idempotence=True,
             max_batch_size=1_000_000, max_request_size=1_048_576, linger_ms=0)
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=servers, group_id=self.settings.group_id,
+            **kafka, group_id=self.settings.group_id,
             client_id=f"{self.settings.group_id}-agent", enable_auto_commit=False,
             auto_offset_reset="earliest", partition_assignment_strategy=(self.assignor,),
             session_timeout_ms=int(self.settings.session_timeout * 1000),
             heartbeat_interval_ms=int(min(3.0, self.settings.session_timeout / 3) * 1000),
             max_partition_fetch_bytes=1_048_576, fetch_max_wait_ms=20)
         self.restorer = AIOKafkaConsumer(
-            bootstrap_servers=servers, group_id=None, enable_auto_commit=False,
+            **kafka, group_id=None, enable_auto_commit=False,
             client_id=f"{self.settings.group_id}-restore", max_partition_fetch_bytes=4_194_304)
         await self.producer.start()
         await self.restorer.start()

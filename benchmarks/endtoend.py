@@ -46,6 +46,7 @@ from agents.customers import Batch, Decider
 from harness.application import Application
 from harness.kafka import end_offsets
 from harness.worker import Worker, total
+from streams.clients import async_options, sync_options
 from streams.codec import decode_state, read_header
 from streams.demo import DemoTraffic, Message
 from streams.domain.step import Clock, Incoming
@@ -101,8 +102,8 @@ def traffic_for(customers: int, events: int) -> DemoTraffic:
 
 async def drain(app: Application, expected: int) -> float:
     """The bare-consumer baseline: read and orjson-decode ``expected`` input messages."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=app.settings.bootstrap_servers,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(**async_options(app.settings), enable_auto_commit=False,
+                                auto_offset_reset="earliest")
     await consumer.start()
     try:
         consumer.assign([TopicPartition(app.topic(t), p) for t in INPUT_TOPICS
@@ -211,9 +212,8 @@ async def offered_load(app: Application, traffic: DemoTraffic, rate: float, seco
                        ) -> Latency:
     """Send valid events at ``rate`` per second, stamped with the moment of sending, and
     time each until its customer's snapshot (or its dead letter) can be read."""
-    servers = app.settings.bootstrap_servers
-    producer = AIOKafkaProducer(bootstrap_servers=servers, linger_ms=1)
-    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
+    producer = AIOKafkaProducer(**async_options(app.settings), linger_ms=1)
+    consumer = AIOKafkaConsumer(**async_options(app.settings), enable_auto_commit=False)
     await producer.start()
     await consumer.start()
     tps = [TopicPartition(app.topic(t), p) for t in (CUSTOMER_VALUE, DEAD_LETTERS)
@@ -330,7 +330,7 @@ def changelog_records(app: Application) -> int:
     from kafka import KafkaConsumer
     from kafka import TopicPartition as SyncTopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=app.settings.bootstrap_servers.split(","))
+    consumer = KafkaConsumer(**sync_options(app.settings))
     tps = [SyncTopicPartition(state_changelog_topic(app.settings), p)
            for p in range(app.settings.partitions)]
     ends, starts = consumer.end_offsets(tps), consumer.beginning_offsets(tps)

@@ -33,7 +33,7 @@ def create_app(settings: Settings) -> tuple[faust.App, CustomerAgent]:
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
         datadir=str(settings.data_dir / "faust"),
         web_host=settings.web_host,
-        web_bind=settings.web_host,
+        web_bind=settings.web_bind,
         web_port=settings.web_port,
         canonical_url=url,
         autodiscover=False,

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from streams.clients import KafkaUnavailable
 from streams.settings import ConfigError, Settings
 from streams.topics import (
     CHURN_RISK,
@@ -106,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
-    except (ConfigError, TopicError) as exc:
+    except (ConfigError, TopicError, KafkaUnavailable) as exc:
         print(f"valuestream: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -12,6 +12,7 @@ import logging
 from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
 
+from streams.clients import async_options
 from streams.domain.models import DEFAULT_PARAMS, load_params
 from streams.domain.predict import Predictor
 from streams.metrics import MODEL_FITTED
@@ -46,7 +47,7 @@ class ModelRegistry:
 async def follow_model_params(settings: Settings, registry: ModelRegistry) -> None:
     consumer = AIOKafkaConsumer(
         settings.topic(MODEL_PARAMS),
-        bootstrap_servers=settings.bootstrap_servers.split(","),
+        **async_options(settings),
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,

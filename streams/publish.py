@@ -9,11 +9,11 @@ from typing import Any
 
 import orjson
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
 from rich.console import Console
 from rich.progress import Progress
 
 from schemas.events import TOPIC_OF_TYPE
+from streams.clients import connecting, sync_options
 from streams.settings import Settings
 from streams.topics import TopicError
 
@@ -24,15 +24,8 @@ SLICE = 500
 
 
 def open_producer(settings: Settings) -> KafkaProducer:
-    try:
-        return KafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers.split(","),
-            acks="all",
-            linger_ms=5,
-            retries=5,
-        )
-    except KafkaError as exc:
-        raise TopicError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from None
+    with connecting(settings):
+        return KafkaProducer(**sync_options(settings), acks="all", linger_ms=5, retries=5)
 
 
 def route(event: Any) -> tuple[str, bytes]:

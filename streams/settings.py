@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -54,8 +55,26 @@ class Variable:
 
 VARIABLES: tuple[Variable, ...] = (
     Variable("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", "Kafka brokers, host:port[,host:port]"),
+    Variable("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT",
+             "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
+    Variable("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512",
+             "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with a SASL protocol)"),
+    Variable("KAFKA_SASL_USERNAME", "", "SASL user name"),
+    Variable("KAFKA_SASL_PASSWORD", "", "SASL password (or give KAFKA_SASL_PASSWORD_FILE)"),
+    Variable("KAFKA_SASL_PASSWORD_FILE", "", "file holding the SASL password (a mounted secret)"),
+    Variable("KAFKA_SSL_CA_FILE", "",
+             "PEM file of the CA certificates to trust (empty: the system's)"),
+    Variable("KAFKA_SSL_CERT_FILE", "", "PEM client certificate (mutual TLS), with the key file"),
+    Variable("KAFKA_SSL_KEY_FILE", "", "PEM private key of the client certificate"),
+    Variable("KAFKA_SSL_CHECK_HOSTNAME", "true",
+             "check that the broker's certificate names the host connected to"),
+    Variable("VALUESTREAM_REPLICATION_FACTOR", "1",
+             "replicas of every topic valuestream creates (3 in production)"),
     Variable("VALUESTREAM_DATA_DIR", ".local/data", "where the worker keeps its RocksDB state"),
-    Variable("VALUESTREAM_WEB_HOST", "127.0.0.1", "address the HTTP server binds and advertises"),
+    Variable("VALUESTREAM_WEB_HOST", "127.0.0.1",
+             "address other workers reach this worker's HTTP server at (advertised)"),
+    Variable("VALUESTREAM_WEB_BIND", "",
+             "address the HTTP server binds (empty: the web host; `0.0.0.0` in a container)"),
     Variable("VALUESTREAM_WEB_PORT", "6066", "HTTP port of the worker"),
     Variable("VALUESTREAM_API_TOKEN", "",
              "bearer token required on /customers when set (or give VALUESTREAM_API_TOKEN_FILE)"),
@@ -116,10 +135,31 @@ _HOST_PORT = re.compile(r"^[^\s:,]+:\d{1,5}$")
 
 
 @dataclass(frozen=True)
+class KafkaSecurity:
+    """How every client authenticates to Kafka and checks it (``streams/clients.py``)."""
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None  # None without SASL
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    check_hostname: bool = True
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol in ("SSL", "SASL_SSL")
+
+
+@dataclass(frozen=True)
 class Settings:
     bootstrap_servers: str
+    kafka_security: KafkaSecurity
+    replication_factor: int
     data_dir: Path
     web_host: str
+    web_bind: str
     web_port: int
     api_token: str | None = field(repr=False)
     allowed_hosts: frozenset[str] | None  # None: any
@@ -184,8 +224,11 @@ class Settings:
                 f"VALUESTREAM_MAX_STATE_BYTES ({max_state_bytes})")
         return cls(
             bootstrap_servers=parsed("KAFKA_BOOTSTRAP_SERVERS", _bootstrap),
+            kafka_security=_kafka_security(raw),
+            replication_factor=parsed("VALUESTREAM_REPLICATION_FACTOR", _int_in(1, 7)),
             data_dir=Path(raw("VALUESTREAM_DATA_DIR") or _DEFAULTS["VALUESTREAM_DATA_DIR"]),
             web_host=parsed("VALUESTREAM_WEB_HOST", _non_empty),
+            web_bind=raw("VALUESTREAM_WEB_BIND") or raw("VALUESTREAM_WEB_HOST"),
             web_port=parsed("VALUESTREAM_WEB_PORT", _int_in(1, 65535)),
             api_token=_secret("VALUESTREAM_API_TOKEN", raw("VALUESTREAM_API_TOKEN"),
                               raw("VALUESTREAM_API_TOKEN_FILE")),
@@ -257,7 +300,7 @@ class Settings:
         )
 
 
-def _secret(name: str, value: str, path: str) -> str | None:
+def _secret(name: str, value: str, path: str, min_length: int = 16) -> str | None:
     """A secret from the variable ``name`` or from the file named by ``name``_FILE."""
     if value and path:
         raise ConfigError(f"{name} and {name}_FILE: give one, not both")
@@ -269,9 +312,73 @@ def _secret(name: str, value: str, path: str) -> str | None:
                               f"{exc.strerror}") from None
         if not value:
             raise ConfigError(f"{name}_FILE={path!r}: the file is empty")
-    if value and len(value) < 16:
-        raise ConfigError(f"{name}: expected at least 16 characters")
+    if value and len(value) < min_length:
+        raise ConfigError(f"{name}: expected at least {min_length} characters")
     return value or None
+
+
+_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def _kafka_security(raw: Callable[[str], str]) -> KafkaSecurity:
+    protocol = raw("KAFKA_SECURITY_PROTOCOL").upper()
+    if protocol not in _PROTOCOLS:
+        raise ConfigError(f"KAFKA_SECURITY_PROTOCOL={raw('KAFKA_SECURITY_PROTOCOL')!r}: "
+                          f"expected one of {', '.join(_PROTOCOLS)}")
+    sasl, tls = protocol.startswith("SASL_"), protocol.endswith("SSL")
+    mechanism = username = password = None
+    if sasl:
+        mechanism = raw("KAFKA_SASL_MECHANISM").upper()
+        if mechanism not in _MECHANISMS:
+            raise ConfigError(f"KAFKA_SASL_MECHANISM={raw('KAFKA_SASL_MECHANISM')!r}: "
+                              f"expected one of {', '.join(_MECHANISMS)}")
+        username = raw("KAFKA_SASL_USERNAME")
+        if not username:
+            raise ConfigError(f"KAFKA_SASL_USERNAME: required with KAFKA_SECURITY_PROTOCOL="
+                              f"{protocol}")
+        password = _secret("KAFKA_SASL_PASSWORD", raw("KAFKA_SASL_PASSWORD"),
+                           raw("KAFKA_SASL_PASSWORD_FILE"), min_length=1)
+        if password is None:
+            raise ConfigError(f"KAFKA_SASL_PASSWORD: required with KAFKA_SECURITY_PROTOCOL="
+                              f"{protocol} (or give KAFKA_SASL_PASSWORD_FILE)")
+    files = {}
+    for name in ("KAFKA_SSL_CA_FILE", "KAFKA_SSL_CERT_FILE", "KAFKA_SSL_KEY_FILE"):
+        value = raw(name)
+        if value and not tls:
+            raise ConfigError(f"{name}: only used with KAFKA_SECURITY_PROTOCOL SSL or "
+                              f"SASL_SSL, not {protocol}")
+        if value and not Path(value).is_file():
+            raise ConfigError(f"{name}={value!r}: no such file")
+        files[name] = Path(value) if value else None
+    if (files["KAFKA_SSL_CERT_FILE"] is None) != (files["KAFKA_SSL_KEY_FILE"] is None):
+        raise ConfigError("KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE: give both or neither")
+    check = raw("KAFKA_SSL_CHECK_HOSTNAME").lower()
+    if check not in ("true", "false"):
+        raise ConfigError(f"KAFKA_SSL_CHECK_HOSTNAME={check!r}: expected true or false")
+    _check_tls_files(files)
+    return KafkaSecurity(protocol, mechanism, username, password,  # type: ignore[arg-type]
+                         files["KAFKA_SSL_CA_FILE"], files["KAFKA_SSL_CERT_FILE"],
+                         files["KAFKA_SSL_KEY_FILE"], check == "true")
+
+
+def _check_tls_files(files: Mapping[str, Path | None]) -> None:
+    """Load the certificates and key as a client will, so a wrong file fails now, named."""
+    ca = files["KAFKA_SSL_CA_FILE"]
+    if ca is not None:
+        try:
+            ssl.create_default_context(cafile=str(ca))
+        except ssl.SSLError as exc:
+            raise ConfigError(f"KAFKA_SSL_CA_FILE={str(ca)!r}: not a PEM file of "
+                              f"certificates ({exc.reason})") from None
+    cert, key = files["KAFKA_SSL_CERT_FILE"], files["KAFKA_SSL_KEY_FILE"]
+    if cert is not None and key is not None:
+        try:
+            ssl.create_default_context().load_cert_chain(str(cert), str(key))
+        except ssl.SSLError as exc:
+            raise ConfigError(f"KAFKA_SSL_CERT_FILE={str(cert)!r}, KAFKA_SSL_KEY_FILE="
+                              f"{str(key)!r}: not a matching PEM certificate and unencrypted "
+                              f"key ({exc.reason})") from None
 
 
 def _allowed_hosts(value: str, web_host: str) -> frozenset[str] | None:

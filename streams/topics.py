@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import TopicAlreadyExistsError
 
 from schemas.events import TOPICS as INPUT_SCHEMAS
+from streams.clients import connecting, sync_options
 from streams.settings import Settings
 
 INPUT_TOPICS = tuple(schema.topic for schema in INPUT_SCHEMAS)
@@ -68,18 +69,23 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic; all but ``model-params`` have the configured partition count, because a
     worker writes each customer's outputs to the partition number of its input events."""
     n, bound = settings.partitions, settings.erasure_bound
-    kept = kept_configs(bound)
-    changelog = {**compacted_configs(bound, CHANGELOG_SEGMENT), "min.cleanable.dirty.ratio": "0.2"}
+    # A write is acknowledged once this many replicas have it (acks=all): one broker may be
+    # lost without losing an acknowledged record.
+    durable = ({"min.insync.replicas": str(min(2, settings.replication_factor - 1))}
+               if settings.replication_factor > 1 else {})
+    kept = {**kept_configs(bound), **durable}
+    changelog = {**compacted_configs(bound, CHANGELOG_SEGMENT), "min.cleanable.dirty.ratio": "0.2",
+                 **durable}
     specs = [TopicSpec(settings.topic(t), n, kept, copartitioned=True) for t in INPUT_TOPICS]
     specs += [
         TopicSpec(state_changelog_topic(settings), n, changelog, copartitioned=True),
-        TopicSpec(settings.topic(CUSTOMER_VALUE), n, compacted_configs(bound),
+        TopicSpec(settings.topic(CUSTOMER_VALUE), n, {**compacted_configs(bound), **durable},
                   copartitioned=True),
         TopicSpec(settings.topic(CHURN_RISK), n, kept, copartitioned=True),
         TopicSpec(settings.topic(FOLLOW_UPS), n, kept, copartitioned=True),
         TopicSpec(settings.topic(DEAD_LETTERS), n, kept, copartitioned=True),
         # No customer's data: the fitted model parameters.
-        TopicSpec(settings.topic(MODEL_PARAMS), 1, {"cleanup.policy": "compact"}),
+        TopicSpec(settings.topic(MODEL_PARAMS), 1, {"cleanup.policy": "compact", **durable}),
     ]
     return specs
 
@@ -90,26 +96,22 @@ class TopicsReport:
     updated: dict[str, dict[str, str]] = field(default_factory=dict)  # topic -> settings set
 
 
-def ensure_topics(settings: Settings, replication_factor: int = 1) -> TopicsReport:
+def ensure_topics(settings: Settings) -> TopicsReport:
     """Create missing topics and bring the settings valuestream manages (retention and
     compaction, from the erasure bound) up to date on existing ones; report what changed.
     Existing co-partitioned topics must have the configured partition count, or a
     customer's events would meet on different workers."""
     specs = topic_specs(settings)
-    try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=settings.bootstrap_servers.split(","),
-            client_id=f"{settings.group_id}-admin",
-            request_timeout_ms=15_000,
-        )
-    except KafkaError as exc:
-        raise TopicError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from None
+    with connecting(settings):
+        admin = KafkaAdminClient(**sync_options(settings), client_id=f"{settings.group_id}-admin",
+                                 request_timeout_ms=15_000)
     try:
         existing = set(admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
         for spec in missing:
             with suppress(TopicAlreadyExistsError):  # another worker created it meanwhile
-                admin.create_topics([NewTopic(spec.name, spec.partitions, replication_factor,
+                admin.create_topics([NewTopic(spec.name, spec.partitions,
+                                              settings.replication_factor,
                                               topic_configs=dict(spec.config))])
         present = [s for s in specs if s.name in existing]
         _check_partitions(admin, [s for s in present if s.copartitioned])

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from streams.clients import async_options, sync_options
 from streams.settings import VARIABLES, ConfigError, Settings
+from streams.topics import topic_specs
 
 
 def test_defaults() -> None:
@@ -106,9 +109,68 @@ def test_the_erasure_bound_and_key() -> None:
         Settings.from_env({"VALUESTREAM_ERASURE_KEY": "short"})
 
 
+@pytest.mark.parametrize(("env", "problem"), [
+    ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "KAFKA_SECURITY_PROTOCOL='TLS': expected one of"),
+    ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "GSSAPI"},
+     "KAFKA_SASL_MECHANISM='GSSAPI': expected one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
+    ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "KAFKA_SASL_USERNAME: required"),
+    ({"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_USERNAME": "u"},
+     "KAFKA_SASL_PASSWORD: required"),
+    ({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CA_FILE": "/no/such/ca.pem"},
+     "KAFKA_SSL_CA_FILE='/no/such/ca.pem': no such file"),
+    ({"KAFKA_SSL_CA_FILE": "/etc/hostname"}, "only used with KAFKA_SECURITY_PROTOCOL SSL"),
+    ({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CERT_FILE": "/etc/hostname"},
+     "give both or neither"),
+    ({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CHECK_HOSTNAME": "maybe"},
+     "expected true or false"),
+    ({"VALUESTREAM_REPLICATION_FACTOR": "0"}, "VALUESTREAM_REPLICATION_FACTOR='0'"),
+])
+def test_kafka_security_problems(env: dict[str, str], problem: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(problem)) as error:
+        Settings.from_env(env)
+    assert "\n" not in str(error.value)
+
+
+def test_a_ca_file_that_is_not_pem_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate")
+    with pytest.raises(ConfigError, match=r"KAFKA_SSL_CA_FILE=.*: not a PEM file"):
+        Settings.from_env({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CA_FILE": str(bad)})
+
+
+def test_sasl_settings_and_the_client_options(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("pw\n")
+    s = Settings.from_env({"KAFKA_SECURITY_PROTOCOL": "sasl_plaintext",
+                           "KAFKA_SASL_USERNAME": "shop", "KAFKA_SASL_PASSWORD_FILE": str(secret),
+                           "VALUESTREAM_REPLICATION_FACTOR": "3"})
+    assert "pw" not in repr(s)
+    options = sync_options(s)
+    assert (options["security_protocol"], options["sasl_mechanism"],
+            options["sasl_plain_username"], options["sasl_plain_password"]) == (
+        "SASL_PLAINTEXT", "SCRAM-SHA-512", "shop", "pw")
+    assert "ssl_cafile" not in options and "ssl_context" not in async_options(s)
+    specs = {spec.name: spec.config for spec in topic_specs(s)}
+    assert all(config["min.insync.replicas"] == "2" for config in specs.values())
+
+
 def test_allowed_hosts_always_include_the_web_host_and_localhost() -> None:
     s = Settings.from_env({"VALUESTREAM_ALLOWED_HOSTS": "Shop.Example, api.example",
                            "VALUESTREAM_WEB_HOST": "10.0.0.5"})
     assert s.allowed_hosts == {"shop.example", "api.example", "10.0.0.5", "localhost",
                                "127.0.0.1", "::1"}
     assert Settings.from_env({"VALUESTREAM_ALLOWED_HOSTS": "*"}).allowed_hosts is None
+
+
+def test_the_web_server_binds_one_address_and_advertises_another() -> None:
+    from streams.app import create_app
+
+    default = Settings.from_env({"VALUESTREAM_WEB_HOST": "10.0.0.5"})
+    assert default.web_bind == "10.0.0.5"
+    s = Settings.from_env({"VALUESTREAM_WEB_BIND": "0.0.0.0",
+                           "VALUESTREAM_WEB_HOST": "worker-1.valuestream",
+                           "VALUESTREAM_WEB_PORT": "7000"})
+    app, agent = create_app(s)
+    assert app.conf.web_bind == "0.0.0.0"
+    assert str(app.conf.canonical_url) == "http://worker-1.valuestream:7000"
+    assert agent.assignor.url == "http://worker-1.valuestream:7000"

@@ -4,7 +4,10 @@
 #   kafka.sh down    stop it (controlled shutdown)
 #   kafka.sh status  say whether it runs
 # Environment: KAFKA_LOCAL_DIR (default <repo>/.local/kafka), KAFKA_PORT (9092),
-# KAFKA_CONTROLLER_PORT (KAFKA_PORT + 1).
+# KAFKA_CONTROLLER_PORT (KAFKA_PORT + 1), KAFKA_DATA_DIR (<local dir>/data-<port>); for a
+# secured broker (tests): KAFKA_EXTRA_CONFIG,
+# a file of server properties that override the defaults (listeners, TLS), and
+# KAFKA_SCRAM_USERS, "name:password ..." created with SCRAM-SHA-256 and -512 at first start.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -13,7 +16,7 @@ dir=${KAFKA_LOCAL_DIR:-$root/.local/kafka}
 port=${KAFKA_PORT:-9092}
 cport=${KAFKA_CONTROLLER_PORT:-$((port + 1))}
 libs=$dir/libs
-data=$dir/data-$port
+data=${KAFKA_DATA_DIR:-$dir/data-$port}
 pidfile=$dir/broker-$port.pid
 log=$dir/broker-$port.log
 
@@ -50,10 +53,20 @@ up() {
   mkdir -p "$data"
   sed -e "s|@PORT@|$port|g" -e "s|@CONTROLLER_PORT@|$cport|g" -e "s|@LOG_DIR@|$data|g" \
     "$here/server.properties.in" > "$dir/server-$port.properties"
+  if [ -n "${KAFKA_EXTRA_CONFIG:-}" ]; then  # later lines win
+    [ -f "$KAFKA_EXTRA_CONFIG" ] || die "KAFKA_EXTRA_CONFIG: no such file: $KAFKA_EXTRA_CONFIG"
+    cat "$KAFKA_EXTRA_CONFIG" >> "$dir/server-$port.properties"
+  fi
+  scram=()
+  for user in ${KAFKA_SCRAM_USERS:-}; do
+    for mechanism in SCRAM-SHA-256 SCRAM-SHA-512; do
+      scram+=(--add-scram "$mechanism=[name=${user%%:*},password=${user#*:}]")
+    done
+  done
   if [ ! -f "$data/meta.properties" ]; then
     cluster_id=$(java -cp "$libs/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
     java -cp "$libs/*" -Dlog4j2.configurationFile="$here/log4j2.yaml" kafka.tools.StorageTool \
-      format -t "$cluster_id" -c "$dir/server-$port.properties" >/dev/null \
+      format -t "$cluster_id" -c "$dir/server-$port.properties" "${scram[@]}" >/dev/null \
       || die "could not format the broker's storage in $data"
   fi
   : > "$log"

@@ -1,0 +1,121 @@
+"""Kafka clients' connection options, from the settings: the brokers and how to authenticate
+to them and check them. Every component that talks to Kafka takes its options from here:
+``sync_options`` for kafka-python (``topics``, ``publish``, ``fit``, ``watch``, tests),
+``async_options`` for aiokafka (the worker, the benchmark)."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from kafka.errors import KafkaError
+
+from streams.settings import Settings
+
+# How long a command waits for a first answer from the brokers before it says why not.
+CONNECT_TIMEOUT_MS = 15_000
+
+
+class KafkaUnavailable(RuntimeError):
+    """No connection to Kafka; the message says why in one line."""
+
+
+def _sasl(settings: Settings) -> dict[str, Any]:
+    security = settings.kafka_security
+    if security.sasl_mechanism is None:
+        return {}
+    return {"sasl_mechanism": security.sasl_mechanism,
+            "sasl_plain_username": security.username,
+            "sasl_plain_password": security.password}
+
+
+def sync_options(settings: Settings) -> dict[str, Any]:
+    security = settings.kafka_security
+    options: dict[str, Any] = {"bootstrap_servers": settings.bootstrap_servers.split(","),
+                               "security_protocol": security.protocol,
+                               "bootstrap_timeout_ms": CONNECT_TIMEOUT_MS, **_sasl(settings)}
+    if security.tls:
+        options.update(ssl_cafile=_path(security.ca_file), ssl_certfile=_path(security.cert_file),
+                       ssl_keyfile=_path(security.key_file),
+                       ssl_check_hostname=security.check_hostname)
+    return options
+
+
+def async_options(settings: Settings) -> dict[str, Any]:
+    security = settings.kafka_security
+    options: dict[str, Any] = {"bootstrap_servers": settings.bootstrap_servers.split(","),
+                               "security_protocol": security.protocol, **_sasl(settings)}
+    if security.tls:
+        options["ssl_context"] = tls_context(settings)
+    return options
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """The TLS context of a client: the configured CA (else the system's), the client
+    certificate if any, the host name checked unless turned off."""
+    security = settings.kafka_security
+    context = ssl.create_default_context(cafile=_path(security.ca_file))
+    if security.cert_file is not None and security.key_file is not None:
+        context.load_cert_chain(security.cert_file, security.key_file)
+    context.check_hostname = security.check_hostname
+    return context
+
+
+def _path(path: Any) -> str | None:
+    return str(path) if path is not None else None
+
+
+class _Recorder(logging.Handler):
+    """The kafka client's log messages while a connection is attempted: the reason a
+    connection failed is only logged (the exception raised says "unable to bootstrap")."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def connecting(settings: Settings) -> Iterator[None]:
+    """Around creating a kafka-python client: a failure to connect becomes
+    :class:`KafkaUnavailable` naming the cause (credentials, certificate, no answer)."""
+    recorder = _Recorder()
+    logger = logging.getLogger("kafka")
+    logger.addHandler(recorder)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        yield
+    except KafkaError as exc:
+        raise KafkaUnavailable(_why(settings, recorder.messages, exc)) from None
+    finally:
+        logger.removeHandler(recorder)
+        logger.propagate = propagate
+
+
+def _why(settings: Settings, messages: list[str], exc: KafkaError) -> str:
+    security = settings.kafka_security
+    where = f"cannot connect to Kafka at {settings.bootstrap_servers}"
+    logged = " ".join(messages)
+    if "SaslAuthenticationFailed" in logged or "Authentication failed" in logged:
+        return (f"{where}: authentication failed for user {security.username!r} with "
+                f"{security.sasl_mechanism} (KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD)")
+    if "UnsupportedSaslMechanism" in logged:
+        return (f"{where}: the brokers do not offer KAFKA_SASL_MECHANISM="
+                f"{security.sasl_mechanism}")
+    if "CERTIFICATE_VERIFY_FAILED" in logged:
+        detail = "certificate verify failed"
+        if "Hostname mismatch" in logged or "IP address mismatch" in logged:
+            detail = "the broker's certificate does not name that host (KAFKA_SSL_CHECK_HOSTNAME)"
+        elif security.ca_file is not None:
+            detail = ("the broker's certificate is not signed by KAFKA_SSL_CA_FILE="
+                      f"{security.ca_file}")
+        return f"{where}: {detail}"
+    if "SSL" in logged and not security.tls:
+        return f"{where}: the brokers speak TLS; set KAFKA_SECURITY_PROTOCOL to SSL or SASL_SSL"
+    return (f"{where} within {CONNECT_TIMEOUT_MS // 1000} s ({type(exc).__name__}; check the "
+            f"address and KAFKA_SECURITY_PROTOCOL={security.protocol})")
