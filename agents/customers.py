@@ -68,6 +68,7 @@ from streams.domain.step import Clock, Incoming, StepResult, step
 from streams.metrics import (
     BATCH_EVENTS,
     BATCH_SECONDS,
+    CHURN_CHANGES,
     CONSUMER_LAG,
     CUSTOMERS,
     DEAD_LETTERS_WRITTEN,
@@ -75,6 +76,7 @@ from streams.metrics import (
     EMITTED,
     EVENTS,
     FOLLOW_UPS_DROPPED,
+    FOLLOW_UPS_EMITTED,
     LATE_EVENTS,
     PARKED_RESOLVED,
     PARTITION_CLOCK,
@@ -316,7 +318,8 @@ class CustomerAgent(Service):
         self.consumer.resume(*self._input_tps(partitions))
         self.paused = {tp for tp in self.paused if tp.partition not in partitions}
         RESTORE_SECONDS.observe(time.monotonic() - started)
-        log.info("partitions %s ready in %.1f s", sorted(partitions), time.monotonic() - started)
+        log.info("partitions %s ready in %.1f s", sorted(partitions), time.monotonic() - started,
+                 extra={"partitions": sorted(partitions)})
 
     async def _restore(self, partitions: set[int]) -> None:
         """Bring the local store of these partitions up to the end of the changelog."""
@@ -632,7 +635,8 @@ class Decider:
         try:
             result = step(state, incoming, clock, predictor, self.rules)
         except Exception as exc:  # a bug: keep the messages, skip the customer
-            log.exception("processing customer %r failed", customer_id)
+            log.exception("processing customer %r failed", customer_id,
+                          extra={"customer_id": customer_id, "partition": number})
             for item in incoming:
                 PROCESSING_ERRORS.labels(item.source.topic).inc()
             if not incoming:
@@ -645,7 +649,8 @@ class Decider:
         record = encode_state(new) if new is not None and keep else None
         if record is not None and len(record) > self.max_state_bytes:
             log.warning("customer %r: %d events would grow the state to %d bytes; not applied",
-                        customer_id, len(incoming), len(record))
+                        customer_id, len(incoming), len(record),
+                        extra={"customer_id": customer_id, "partition": number})
             self._reject(batch, number, customer_id, before, incoming, "state_too_large",
                          f"the customer's state would take {len(record):,} bytes; at most "
                          f"{self.max_state_bytes:,} are kept")
@@ -665,7 +670,7 @@ class Decider:
         batch.changes.append(Change(number, key, record, before))
         if result.stuck_at is not None:
             log.error("deadline %s of customer %r did not move; unscheduled", result.stuck_at,
-                      customer_id)
+                      customer_id, extra={"customer_id": customer_id, "partition": number})
             batch.unscheduled.append((number, customer_id, header_of(new)))
         value_topic = self.outputs[CUSTOMER_VALUE]
         if new.has_profile:
@@ -714,6 +719,8 @@ class Batch:
         self.dead_letters: Counter[tuple[str, str]] = Counter()
         self.dropped: Counter[tuple[str, str]] = Counter()
         self.parked: Counter[str] = Counter()
+        self.follow_ups: Counter[str] = Counter()  # reason
+        self.churn_changes: Counter[tuple[str, str]] = Counter()  # previous level, level
 
     def emit(self, topic: str, partition: int, key: bytes | None, value: bytes | None,
              kind: str) -> None:
@@ -731,6 +738,10 @@ class Batch:
             self.events[incoming.source.topic, incoming.event.type, outcome] += 1
         for dropped in result.dropped:
             self.dropped[dropped.reason, dropped.cause] += 1
+        for follow_up in result.follow_ups:
+            self.follow_ups[follow_up.reason] += 1
+        for churn in result.churn_events:
+            self.churn_changes[churn.previous_level, churn.level] += 1
         if result.unparked:
             self.parked["applied"] += result.unparked
         if result.expired:
@@ -749,6 +760,10 @@ class Batch:
             FOLLOW_UPS_DROPPED.labels(reason, cause).inc(n)
         for result, n in self.parked.items():
             PARKED_RESOLVED.labels(result).inc(n)
+        for reason, n in self.follow_ups.items():
+            FOLLOW_UPS_EMITTED.labels(reason).inc(n)
+        for (previous, level), n in self.churn_changes.items():
+            CHURN_CHANGES.labels(previous, level).inc(n)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

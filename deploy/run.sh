@@ -56,6 +56,10 @@ valuestream is running.
 watch the output topics in another terminal:
   .venv/bin/valuestream watch customer-value
   .venv/bin/valuestream watch dead-letters --from-beginning
+your own events (one JSON event per line, see README "Input events"):
+  KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS .venv/bin/valuestream publish events.jsonl
+fit the models to the profiles so far (README "Models"; --dry-run only shows them):
+  KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS .venv/bin/valuestream fit --dry-run
 Demo traffic continues at 5 events/s; Ctrl-C stops it and the worker.
 TXT
 

@@ -8,10 +8,14 @@ are not started (nothing else of the app reads or writes Kafka through them).
 
 from __future__ import annotations
 
+import platform
+
 import faust
 from faust.app.base import BootStrategy
 
 from agents.customers import CustomerAgent
+from streams import __version__
+from streams.metrics import BUILD_INFO
 from streams.model_params import ModelRegistry, follow_model_params
 from streams.settings import Settings
 from streams.web import register_views
@@ -41,6 +45,7 @@ def create_app(settings: Settings) -> tuple[faust.App, CustomerAgent]:
         web_router_enabled=False,  # Faust's own pages would show internals, unauthenticated
         web_tables_enabled=False,
     )
+    BUILD_INFO.labels(__version__, platform.python_version()).set(1)
     models = ModelRegistry()
     agent = CustomerAgent(settings, models, url)
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from streams import __version__
 from streams.clients import KafkaUnavailable
 from streams.settings import ConfigError, Settings
 from streams.topics import (
@@ -71,6 +72,7 @@ def _timestamp(text: str) -> datetime:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="valuestream", description="Real-time customer value profiles.")
+    parser.add_argument("--version", action="version", version=f"valuestream {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     worker = commands.add_parser("worker", help="run a stream-processing worker")
@@ -156,12 +158,14 @@ def _worker(settings: Settings) -> int:
     ensure_topics(settings)
     from faust.worker import Worker
 
-    from streams.logs import limit_repeats
+    from streams.logs import limit_repeats, use_json_lines
 
     class _Worker(Worker):  # type: ignore[misc]
         def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
             super().on_setup_root_logger(logger, level)
             limit_repeats(logger)  # an unreachable broker is one line per 10 s, not 1,500
+            if settings.log_format == "json":
+                use_json_lines(logger)
 
     from streams.app import create_app
 

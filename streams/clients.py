@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from kafka.errors import KafkaError
 
 from streams.settings import Settings
 
 # How long a command waits for a first answer from the brokers before it says why not.
-CONNECT_TIMEOUT_MS = 15_000
+CONNECT_TIMEOUT_MS = 30_000
+T = TypeVar("T")
 
 
 class KafkaUnavailable(RuntimeError):
@@ -68,6 +69,11 @@ def _path(path: Any) -> str | None:
     return str(path) if path is not None else None
 
 
+# What a client logs when a connection can never succeed with these settings.
+_FATAL = ("SaslAuthenticationFailed", "Authentication failed", "UnsupportedSaslMechanism",
+          "CERTIFICATE_VERIFY_FAILED")
+
+
 class _Recorder(logging.Handler):
     """The kafka client's log messages while a connection is attempted: the reason a
     connection failed is only logged (the exception raised says "unable to bootstrap")."""
@@ -75,29 +81,52 @@ class _Recorder(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.messages: list[str] = []
+        self.fatal = threading.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
+        message = record.getMessage()
+        self.messages.append(message)
+        if any(marker in message for marker in _FATAL):
+            self.fatal.set()
 
 
-@contextmanager
-def connecting(settings: Settings) -> Iterator[None]:
-    """Around creating a kafka-python client: a failure to connect becomes
-    :class:`KafkaUnavailable` naming the cause (credentials, certificate, no answer)."""
+def connect(settings: Settings, create: Callable[[], T]) -> T:
+    """Create a kafka-python client (``create`` connects to the brokers); a failure to
+    connect becomes :class:`KafkaUnavailable` naming the cause: at once for wrong credentials
+    or an untrusted certificate (the client would retry until its timeout), after
+    ``CONNECT_TIMEOUT_MS`` when nothing answers."""
     recorder = _Recorder()
     logger = logging.getLogger("kafka")
     logger.addHandler(recorder)
     propagate, logger.propagate = logger.propagate, False
+    outcome: list[T | BaseException] = []
+    done = threading.Event()
+
+    def attempt() -> None:
+        try:
+            outcome.append(create())
+        except BaseException as exc:  # handed to the caller's thread
+            outcome.append(exc)
+        finally:
+            done.set()
+
     try:
-        yield
-    except KafkaError as exc:
-        raise KafkaUnavailable(_why(settings, recorder.messages, exc)) from None
+        threading.Thread(target=attempt, name="kafka-connect", daemon=True).start()
+        while not done.wait(0.05):
+            if recorder.fatal.is_set():  # the attempt goes on in the background, in vain
+                raise KafkaUnavailable(_why(settings, recorder.messages, None))
+        result = outcome[0]
+        if isinstance(result, KafkaError):
+            raise KafkaUnavailable(_why(settings, recorder.messages, result))
+        if isinstance(result, BaseException):
+            raise result
+        return result
     finally:
         logger.removeHandler(recorder)
         logger.propagate = propagate
 
 
-def _why(settings: Settings, messages: list[str], exc: KafkaError) -> str:
+def _why(settings: Settings, messages: list[str], exc: KafkaError | None) -> str:
     security = settings.kafka_security
     where = f"cannot connect to Kafka at {settings.bootstrap_servers}"
     logged = " ".join(messages)

@@ -20,7 +20,7 @@ from kafka import KafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from streams.clients import connecting, sync_options
+from streams.clients import connect, sync_options
 from streams.domain.fitting import FitError, Summaries, fit_models
 from streams.domain.models import ModelParams, dump_params
 from streams.publish import open_producer
@@ -33,9 +33,9 @@ PARAMS_KEY = b"params"
 def latest_profiles(settings: Settings) -> Iterable[bytes]:
     """The latest value per key of ``customer-value``, read to its current end."""
     topic = settings.topic(CUSTOMER_VALUE)
-    with connecting(settings):
-        consumer = KafkaConsumer(**sync_options(settings), enable_auto_commit=False,
-                                 group_id=None, max_partition_fetch_bytes=8 * 1024 * 1024)
+    consumer = connect(settings, lambda: KafkaConsumer(
+        **sync_options(settings), enable_auto_commit=False, group_id=None,
+        max_partition_fetch_bytes=8 * 1024 * 1024))
     try:
         tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         consumer.assign(tps)

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
 
 REPEAT_INTERVAL = 10.0  # seconds
 
@@ -36,3 +40,31 @@ def limit_repeats(logger: logging.Logger) -> None:
     repeats = Repeats()
     for handler in logger.handlers:
         handler.addFilter(repeats)
+
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=`` (a customer
+# id, a partition) and goes into the JSON object as a field of its own.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per line (``VALUESTREAM_LOG_FORMAT=json``): time (RFC 3339 UTC), level,
+    logger, message, the fields given with ``extra=`` and the traceback, if any."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(
+                timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update((k, v) for k, v in vars(record).items() if k not in _STANDARD)
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+def use_json_lines(logger: logging.Logger) -> None:
+    for handler in logger.handlers:
+        handler.setFormatter(JsonLines())

@@ -84,3 +84,14 @@ MODEL_FITTED = Gauge(
     "valuestream_model_fitted_timestamp_seconds",
     "When the model parameters in use were fitted (0: documented defaults)",
 )
+FOLLOW_UPS_EMITTED = Counter(
+    "valuestream_follow_ups_emitted", "follow_up.due events written, by reason", ["reason"]
+)
+CHURN_CHANGES = Counter(
+    "valuestream_churn_changes", "churn_risk.changed events written, by level before and after",
+    ["previous_level", "level"],
+)
+BUILD_INFO = Gauge(
+    "valuestream_build_info", "Always 1: the version of valuestream and Python a worker runs",
+    ["version", "python"],
+)

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from schemas.events import TOPIC_OF_TYPE
-from streams.clients import connecting, sync_options
+from streams.clients import connect, sync_options
 from streams.settings import Settings
 from streams.topics import TopicError
 
@@ -24,8 +24,8 @@ SLICE = 500
 
 
 def open_producer(settings: Settings) -> KafkaProducer:
-    with connecting(settings):
-        return KafkaProducer(**sync_options(settings), acks="all", linger_ms=5, retries=5)
+    return connect(settings, lambda: KafkaProducer(**sync_options(settings), acks="all",
+                                                   linger_ms=5, retries=5))
 
 
 def route(event: Any) -> tuple[str, bytes]:

@@ -126,6 +126,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("VALUESTREAM_SESSION_TIMEOUT", "10",
               "seconds until a silent worker's partitions move"),
     Variable("VALUESTREAM_LOG_LEVEL", "info", "worker log level: debug, info, warning, error"),
+    Variable("VALUESTREAM_LOG_FORMAT", "text",
+             "worker log lines: `text`, or `json` (one object per line, for log collectors)"),
 )
 
 _DEFAULTS = {v.name: v.default for v in VARIABLES}
@@ -190,6 +192,7 @@ class Settings:
     follow_ups: FollowUpRules
     session_timeout: float
     log_level: str
+    log_format: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -263,6 +266,7 @@ class Settings:
             follow_ups=parsed("VALUESTREAM_FOLLOW_UPS", _follow_up_rules),
             session_timeout=parsed("VALUESTREAM_SESSION_TIMEOUT", _float_in(6.0, 300.0)),
             log_level=parsed("VALUESTREAM_LOG_LEVEL", _choice("debug", "info", "warning", "error")),
+            log_format=parsed("VALUESTREAM_LOG_FORMAT", _choice("text", "json")),
         )
 
     def topic(self, name: str) -> str:

@@ -11,7 +11,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, Ne
 from kafka.errors import TopicAlreadyExistsError
 
 from schemas.events import TOPICS as INPUT_SCHEMAS
-from streams.clients import connecting, sync_options
+from streams.clients import connect, sync_options
 from streams.settings import Settings
 
 INPUT_TOPICS = tuple(schema.topic for schema in INPUT_SCHEMAS)
@@ -102,9 +102,9 @@ def ensure_topics(settings: Settings) -> TopicsReport:
     Existing co-partitioned topics must have the configured partition count, or a
     customer's events would meet on different workers."""
     specs = topic_specs(settings)
-    with connecting(settings):
-        admin = KafkaAdminClient(**sync_options(settings), client_id=f"{settings.group_id}-admin",
-                                 request_timeout_ms=15_000)
+    admin = connect(settings, lambda: KafkaAdminClient(
+        **sync_options(settings), client_id=f"{settings.group_id}-admin",
+        request_timeout_ms=15_000))
     try:
         existing = set(admin.list_topics())
         missing = [s for s in specs if s.name not in existing]

@@ -7,19 +7,18 @@ import sys
 
 from kafka import KafkaConsumer
 
-from streams.clients import connecting, sync_options
+from streams.clients import connect, sync_options
 from streams.settings import Settings
 
 
 def watch(settings: Settings, topic: str, from_beginning: bool) -> int:
-    with connecting(settings):
-        consumer = KafkaConsumer(
-            settings.topic(topic),
-            **sync_options(settings),
-            auto_offset_reset="earliest" if from_beginning else "latest",
-            enable_auto_commit=False,
-            group_id=None,
-        )
+    consumer = connect(settings, lambda: KafkaConsumer(
+        settings.topic(topic),
+        **sync_options(settings),
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=False,
+        group_id=None,
+    ))
     try:
         for record in consumer:
             key = record.key.decode(errors="replace") if record.key else None
