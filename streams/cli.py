@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--input", type=Path, help="a JSONL file of profiles instead of the topic")
     fit.add_argument("--json", action="store_true", help="print the parameters as JSON")
     fit.add_argument("--dry-run", action="store_true", help="fit and show, do not publish")
+    fit.add_argument("--reset", action="store_true",
+                     help="publish the documented default parameters again")
 
     watch = commands.add_parser("watch", help="print a topic's records as they arrive")
     watch.add_argument("topic", choices=[CUSTOMER_VALUE, CHURN_RISK, FOLLOW_UPS, DEAD_LETTERS,
@@ -139,7 +141,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "fit":
         from streams.fit import run_fit
 
-        return run_fit(settings, args.as_of, args.input, args.json, args.dry_run)
+        return run_fit(settings, args.as_of, args.input, args.json, args.dry_run, args.reset)
     if args.command == "watch":
         from streams.watch import watch
 
