@@ -79,8 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("topics", help="create the topics valuestream uses, if missing")
 
-    publish = commands.add_parser("publish", help="send a JSONL file of events to their topics")
-    publish.add_argument("file", type=Path, help="one JSON event per line ('-' for stdin)")
+    publish = commands.add_parser("publish", help="send a file of events to their topics")
+    publish.add_argument("file", type=Path,
+                         help="JSONL (one event per line) or CSV ('-' for stdin)")
+    publish.add_argument("--format", choices=["jsonl", "csv"],
+                         help="the file's format (default: csv for a .csv file, else jsonl)")
+    publish.add_argument("--sort", action="store_true",
+                         help="send the events in occurred_at order across all topics")
+    publish.add_argument("--validate", action="store_true",
+                         help="check every line as the worker would; send nothing")
 
     fit = commands.add_parser("fit", help="fit the models on all customers and publish them")
     fit.add_argument("--as-of", type=_timestamp, help="measure ages at this RFC 3339 time")
@@ -137,7 +144,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "publish":
         from streams.publish import publish_file
 
-        return publish_file(settings, args.file)
+        return publish_file(settings, args.file, args.format, args.sort, args.validate)
     if args.command == "fit":
         from streams.fit import run_fit
 
