@@ -81,14 +81,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("topics", help="create the topics valuestream uses, if missing")
 
-    publish = commands.add_parser("publish", help="send a JSONL file of events to their topics")
-    publish.add_argument("file", type=Path, help="one JSON event per line ('-' for stdin)")
+    publish = commands.add_parser("publish", help="send a file of events to their topics")
+    publish.add_argument("file", type=Path,
+                         help="JSONL (one event per line) or CSV ('-' for stdin)")
+    publish.add_argument("--format", choices=["jsonl", "csv"],
+                         help="the file's format (default: csv for a .csv file, else jsonl)")
+    publish.add_argument("--sort", action="store_true",
+                         help="send the events in occurred_at order across all topics")
+    publish.add_argument("--validate", action="store_true",
+                         help="check every line as the worker would; send nothing")
 
     fit = commands.add_parser("fit", help="fit the models on all customers and publish them")
     fit.add_argument("--as-of", type=_timestamp, help="measure ages at this RFC 3339 time")
     fit.add_argument("--input", type=Path, help="a JSONL file of profiles instead of the topic")
     fit.add_argument("--json", action="store_true", help="print the parameters as JSON")
     fit.add_argument("--dry-run", action="store_true", help="fit and show, do not publish")
+    fit.add_argument("--reset", action="store_true",
+                     help="publish the documented default parameters again")
 
     watch = commands.add_parser("watch", help="print a topic's records as they arrive")
     watch.add_argument("topic", choices=[CUSTOMER_VALUE, CHURN_RISK, FOLLOW_UPS, DEAD_LETTERS,
@@ -137,11 +146,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "publish":
         from streams.publish import publish_file
 
-        return publish_file(settings, args.file)
+        return publish_file(settings, args.file, args.format, args.sort, args.validate)
     if args.command == "fit":
         from streams.fit import run_fit
 
-        return run_fit(settings, args.as_of, args.input, args.json, args.dry_run)
+        return run_fit(settings, args.as_of, args.input, args.json, args.dry_run, args.reset)
     if args.command == "watch":
         from streams.watch import watch
 

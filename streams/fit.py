@@ -2,7 +2,8 @@
 
 The source is the compacted ``customer-value`` topic (the latest snapshot per customer,
 tombstones removing erased ones), or a JSONL file of profiles with ``--input``. Ages are
-measured at ``--as-of`` (default: now), not at each snapshot's own time.
+measured at ``--as-of`` (default: now), not at each snapshot's own time. ``--reset``
+publishes the documented defaults again.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from rich.table import Table
 
 from streams.clients import connect, sync_options
 from streams.domain.fitting import FitError, Summaries, fit_models
-from streams.domain.models import ModelParams, dump_params
+from streams.domain.models import DEFAULT_PARAMS, ModelParams, dump_params
 from streams.publish import open_producer
 from streams.settings import Settings
-from streams.topics import CUSTOMER_VALUE, MODEL_PARAMS
+from streams.topics import CUSTOMER_VALUE, MODEL_PARAMS, TopicError
 
 PARAMS_KEY = b"params"
 
@@ -35,9 +36,13 @@ def latest_profiles(settings: Settings) -> Iterable[bytes]:
     topic = settings.topic(CUSTOMER_VALUE)
     consumer = connect(settings, lambda: KafkaConsumer(
         **sync_options(settings), enable_auto_commit=False, group_id=None,
-        max_partition_fetch_bytes=8 * 1024 * 1024))
+        max_partition_fetch_bytes=8 * 1024 * 1024, allow_auto_create_topics=False))
     try:
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise TopicError(f"topic {topic} does not exist yet: start a worker or run "
+                             "`valuestream topics` first")
+        tps = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         ends = consumer.end_offsets(tps)
@@ -72,31 +77,50 @@ def summaries(profiles: Iterable[bytes], as_of: datetime, default_margin: float)
 
 
 def run_fit(settings: Settings, as_of: datetime | None, source: Path | None, as_json: bool,
-            dry_run: bool) -> int:
+            dry_run: bool, reset: bool = False) -> int:
     console = Console(stderr=True)
+    if reset:
+        if not dry_run:
+            publish_params(settings, DEFAULT_PARAMS)
+        console.print(f"the documented default parameters {'would be' if dry_run else 'are'} "
+                      f"published to {settings.topic(MODEL_PARAMS)}")
+        return 0
     started = time.monotonic()
     moment = as_of or datetime.now(UTC)
-    profiles = source.read_bytes().splitlines() if source else latest_profiles(settings)
+    profiles = _read(source) if source else latest_profiles(settings)
     data = summaries((p for p in profiles if p.strip()), moment, float(settings.default_margin))
     loaded = time.monotonic()
     try:
-        params = fit_models(data, moment)
+        fit = fit_models(data, moment)
     except FitError as exc:
-        console.print(f"valuestream fit: {exc}; the parameters in force stay as they are",
-                      style="red", soft_wrap=True)
+        console.print(f"valuestream fit: {exc}; nothing published, the parameters in force "
+                      "stay as they are", style="red", soft_wrap=True)
         return 1
     fitted = time.monotonic()
     if as_json:
-        sys.stdout.buffer.write(dump_params(params) + b"\n")
+        sys.stdout.buffer.write(dump_params(fit.params) + b"\n")
     else:
-        _summary(console, params, loaded - started, fitted - loaded)
+        _summary(console, fit.params, loaded - started, fitted - loaded)
+    for warning in fit.warnings:
+        console.print(f"warning: {warning}", style="yellow", soft_wrap=True)
     if not dry_run:
-        producer = open_producer(settings)
-        producer.send(settings.topic(MODEL_PARAMS), key=PARAMS_KEY, value=dump_params(params))
-        producer.flush()
-        producer.close()
+        publish_params(settings, fit.params)
         console.print(f"published to {settings.topic(MODEL_PARAMS)}")
     return 0
+
+
+def _read(source: Path) -> list[bytes]:
+    try:
+        return source.read_bytes().splitlines()
+    except OSError as exc:
+        raise TopicError(f"--input {source}: {exc.strerror}") from None
+
+
+def publish_params(settings: Settings, params: ModelParams) -> None:
+    producer = open_producer(settings)
+    producer.send(settings.topic(MODEL_PARAMS), key=PARAMS_KEY, value=dump_params(params))
+    producer.flush()
+    producer.close()
 
 
 def _summary(console: Console, params: ModelParams, load_s: float, fit_s: float) -> None:

@@ -15,6 +15,7 @@ from streams.domain.btyd import (
     mbgnbd_log_likelihood,
 )
 from streams.domain.fitting import FitError, Summaries, fit_gamma_gamma, fit_models, fit_nbd
+from streams.domain.models import DEFAULT_PARAMS
 
 TRUE_NBD = NbdParams(r=0.5, alpha=30.0, a=1.2, b=3.5)
 TRUE_GG = GammaGammaParams(p=6.0, q=4.0, v=15.0)
@@ -82,10 +83,15 @@ def test_fit_models_publishes_ordered_cut_offs() -> None:
     m = simulate_spend(x, TRUE_GG, seed=8)
     day_value = np.where(x > 0, m, 20.0)
     data = Summaries(x=x, t_x=t_x, T=T, m=m, day_value=day_value, margin=np.full(len(x), 0.3))
-    params = fit_models(data, datetime(2026, 6, 1, tzinfo=UTC))
+    fit = fit_models(data, datetime(2026, 6, 1, tzinfo=UTC))
+    params = fit.params
+    assert fit.warnings == []
     assert params.n_customers == 3000 and params.fitted_at == datetime(2026, 6, 1, tzinfo=UTC)
-    for cuts in (params.rfm.recency_days, params.rfm.frequency, params.rfm.monetary):
-        assert list(cuts) == sorted(cuts)
+    cuts = [*params.rfm.recency_days, *params.rfm.frequency, *params.rfm.monetary,
+            params.tiers.silver, params.tiers.gold, params.tiers.platinum]
+    for group in (params.rfm.recency_days, params.rfm.frequency, params.rfm.monetary):
+        assert list(group) == sorted(group)
+    assert all(round(c, 2) == c for c in cuts)  # shown and published to the cent
     assert 0 <= params.tiers.silver <= params.tiers.gold <= params.tiers.platinum
     assert set(params.log_likelihood) == {"bgnbd", "mbgnbd", "gamma_gamma"}
 
@@ -94,3 +100,38 @@ def test_thin_data_is_refused() -> None:
     tiny = Summaries(*(np.ones(5) for _ in range(6)))
     with pytest.raises(FitError, match="too few customers"):
         fit_models(tiny, datetime(2026, 6, 1, tzinfo=UTC))
+
+
+def test_a_history_shorter_than_a_few_purchase_gaps_is_refused() -> None:
+    """A day of history (what ``make run``'s demo leaves): nobody can have lapsed yet."""
+    rng = np.random.default_rng(3)
+    n = 400
+    x = rng.integers(0, 4, n).astype(float)
+    T = rng.uniform(0.0, 1.0, n).round()
+    t_x = np.minimum(T, x * 0.3).round()
+    m = rng.uniform(10, 80, n)
+    data = Summaries(x=x, t_x=t_x, T=T, m=m, day_value=m, margin=np.full(n, 0.3))
+    with pytest.raises(FitError, match=r"the history spans 1 days; a fit needs at least 28"):
+        fit_models(data, datetime(2026, 6, 1, tzinfo=UTC))
+    # Long enough in days, but only two typical gaps between purchases long:
+    x, t_x, T = simulate(NbdParams(r=0.5, alpha=30.0, a=1.2, b=3.5), 2000, seed=5,
+                         modified=True)
+    slow = Summaries(x=x, t_x=t_x * 20, T=np.minimum(T, 60.0), m=np.full(2000, 30.0),
+                     day_value=np.full(2000, 30.0), margin=np.full(2000, 0.3))
+    slow = Summaries(x=slow.x, t_x=np.minimum(slow.t_x, slow.T), T=slow.T, m=slow.m,
+                     day_value=slow.day_value, margin=slow.margin)
+    with pytest.raises(FitError, match="times the median gap"):
+        fit_models(slow, datetime(2026, 6, 1, tzinfo=UTC))
+
+
+def test_a_model_the_data_does_not_identify_keeps_its_defaults() -> None:
+    """Every customer spends exactly the same: Gamma-Gamma's spread is not identified (its
+    optimum runs off to the bound), so it keeps the defaults, with a warning."""
+    x, t_x, T = simulate(TRUE_NBD, 3000, seed=7, modified=True)
+    same = np.full(len(x), 25.0)
+    data = Summaries(x=x, t_x=t_x, T=T, m=same, day_value=same, margin=np.full(len(x), 0.3))
+    fit = fit_models(data, datetime(2026, 6, 1, tzinfo=UTC))
+    assert fit.params.gamma_gamma == DEFAULT_PARAMS.gamma_gamma
+    assert [w.split(":")[0] for w in fit.warnings] == ["Gamma-Gamma"]
+    assert fit.warnings[0].endswith("Gamma-Gamma keeps its parameters")
+    assert fit.params.mbgnbd != DEFAULT_PARAMS.mbgnbd  # the others are fitted

@@ -3,6 +3,12 @@
 Customers with identical (x, t_x, T) are fitted once, weighted by their count: with whole
 days, a million customers collapse to far fewer distinct histories. Parameters are fitted
 as logarithms, so the optimiser works unconstrained and they stay positive.
+
+A fit is refused when the history cannot say anything (too few buyers or repeat buyers, or
+a history shorter than a few times the usual gap between purchases), and a model whose
+parameters the data does not pin down (the optimum sits on a bound of the search, or the
+likelihood barely changes when a parameter doubles) keeps its defaults, with a warning
+(README, *Models*).
 """
 
 from __future__ import annotations
@@ -28,12 +34,27 @@ from streams.domain.models import DEFAULT_PARAMS, ModelParams, RfmCuts, TierCuts
 
 MIN_CUSTOMERS = 30  # with fewer purchasing customers, the fit says the data is too thin
 MIN_REPEAT_CUSTOMERS = 10  # likewise for Gamma-Gamma, which learns from repeat buyers
+MIN_HISTORY_DAYS = 28.0  # the oldest customer's age: less, and nobody can have lapsed yet
+GAPS_PER_HISTORY = 3.0  # the history spans at least this many median gaps between purchases
+LOG_BOUND = 12.0  # parameters are searched within exp(-12) .. exp(12)
+ON_BOUND = 11.5  # a fitted log-parameter this close to the bound: not identified
+FLAT = 1e-4  # mean log-likelihood gained per customer by a parameter's value, at least
 QUINTILES = (0.2, 0.4, 0.6, 0.8)
 TIER_QUANTILES = (0.5, 0.8, 0.95)  # silver, gold, platinum: top 50 %, 20 %, 5 %
 
 
 class FitError(Exception):
     """The data is too thin or the optimiser did not converge; nothing may be published."""
+
+
+class NotIdentified(Exception):
+    """The data does not pin a model's parameters down: keep its defaults."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fit:
+    params: ModelParams
+    warnings: list[str]  # models that kept their defaults, and why
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,16 +73,34 @@ class Summaries:
 
 
 def _maximise(
-    neg_mean_ll: Callable[[NDArray[np.float64]], float], start: NDArray[np.float64], name: str
+    neg_mean_ll: Callable[[NDArray[np.float64]], float], start: NDArray[np.float64], name: str,
+    names: tuple[str, ...],
 ) -> NDArray[np.float64]:
     result = minimize(neg_mean_ll, np.log(start), method="L-BFGS-B",
-                      bounds=[(-12.0, 12.0)] * len(start))
+                      bounds=[(-LOG_BOUND, LOG_BOUND)] * len(start))
     if not result.success or not np.isfinite(result.fun):
         result = minimize(neg_mean_ll, result.x, method="Nelder-Mead",
                           options={"maxiter": 4000, "xatol": 1e-7, "fatol": 1e-10})
     if not result.success or not np.isfinite(result.fun):
         raise FitError(f"{name} did not converge: {result.message}")
+    _check_identified(neg_mean_ll, result.x, float(result.fun), name, names)
     return np.exp(result.x)
+
+
+def _check_identified(neg_mean_ll: Callable[[NDArray[np.float64]], float],
+                      theta: NDArray[np.float64], best: float, name: str,
+                      names: tuple[str, ...]) -> None:
+    """Raise NotIdentified when a parameter sits on the search's bound, or when halving or
+    doubling it changes the mean log-likelihood by less than ``FLAT``."""
+    for i, value in enumerate(theta):
+        if abs(value) >= ON_BOUND:
+            raise NotIdentified(f"{name}: {names[i]} = {np.exp(value):.3g} is at the edge of "
+                                "what the fit searches")
+        step = np.zeros_like(theta)
+        step[i] = np.log(2.0)
+        if min(neg_mean_ll(theta + step), neg_mean_ll(theta - step)) - best < FLAT:
+            raise NotIdentified(f"{name}: the data barely changes with {names[i]} (halving or "
+                                "doubling it costs almost no likelihood)")
 
 
 def fit_nbd(
@@ -81,7 +120,7 @@ def fit_nbd(
         return float(value) if np.isfinite(value) else 1e12
 
     r, alpha, a, b = _maximise(neg_mean_ll, np.array([start.r, start.alpha, start.a, start.b]),
-                               name)
+                               name, ("r", "alpha", "a", "b"))
     params = NbdParams(float(r), float(alpha), float(a), float(b))
     return params, float((weights * log_likelihood(params, ux, ut, uT)).sum())
 
@@ -101,27 +140,60 @@ def fit_gamma_gamma(
             value = -gamma_gamma_log_likelihood(GammaGammaParams(*np.exp(theta)), x, m).mean()
         return float(value) if np.isfinite(value) else 1e12
 
-    p, q, v = _maximise(neg_mean_ll, np.array([start.p, start.q, start.v]), "Gamma-Gamma")
+    p, q, v = _maximise(neg_mean_ll, np.array([start.p, start.q, start.v]), "Gamma-Gamma",
+                        ("p", "q", "v"))
     if q <= 1:
         raise FitError(f"Gamma-Gamma fitted q = {q:.3f} <= 1: the mean spend is unbounded")
     params = GammaGammaParams(float(p), float(q), float(v))
     return params, float(gamma_gamma_log_likelihood(params, x, m).sum())
 
 
-def fit_models(data: Summaries, as_of: datetime,
-               start: ModelParams = DEFAULT_PARAMS) -> ModelParams:
-    """Fit BG/NBD, MBG/NBD and Gamma-Gamma and compute the RFM and tier cut-offs."""
+def check_history(data: Summaries) -> None:
+    """Refuse a history too short or too thin to fit anything (FitError says why)."""
     if len(data) < MIN_CUSTOMERS:
         raise FitError(f"too few customers with a purchase to fit: {len(data)} "
                        f"(at least {MIN_CUSTOMERS})")
-    bg, bg_ll = fit_nbd(bgnbd_log_likelihood, data.x, data.t_x, data.T, start.bgnbd, "BG/NBD")
-    mbg, mbg_ll = fit_nbd(mbgnbd_log_likelihood, data.x, data.t_x, data.T, start.mbgnbd,
-                          "MBG/NBD")
-    gg, gg_ll = fit_gamma_gamma(data.x, data.m, start.gamma_gamma)
+    repeat = data.x > 0
+    if repeat.sum() < MIN_REPEAT_CUSTOMERS:
+        raise FitError(f"too few repeat buyers to fit: {int(repeat.sum())} (at least "
+                       f"{MIN_REPEAT_CUSTOMERS})")
+    span = float(data.T.max())
+    gap = float(np.median(data.t_x[repeat] / data.x[repeat]))
+    if span < MIN_HISTORY_DAYS or span < GAPS_PER_HISTORY * gap:
+        raise FitError(f"the history spans {span:.0f} days; a fit needs at least "
+                       f"{MIN_HISTORY_DAYS:.0f} and {GAPS_PER_HISTORY:.0f} times the median gap "
+                       f"between a customer's purchases ({gap:.1f} days)")
+
+
+def fit_models(data: Summaries, as_of: datetime,
+               start: ModelParams = DEFAULT_PARAMS) -> Fit:
+    """Fit BG/NBD, MBG/NBD and Gamma-Gamma and compute the RFM and tier cut-offs. A model
+    the data does not identify keeps its parameters from ``start``, with a warning."""
+    check_history(data)
+    warnings: list[str] = []
+    try:
+        bg, bg_ll = fit_nbd(bgnbd_log_likelihood, data.x, data.t_x, data.T, start.bgnbd,
+                            "BG/NBD")
+    except NotIdentified as exc:
+        warnings.append(f"{exc}; BG/NBD keeps its parameters")
+        bg, bg_ll = start.bgnbd, _nbd_ll(bgnbd_log_likelihood, start.bgnbd, data)
+    try:
+        mbg, mbg_ll = fit_nbd(mbgnbd_log_likelihood, data.x, data.t_x, data.T, start.mbgnbd,
+                              "MBG/NBD")
+    except NotIdentified as exc:
+        warnings.append(f"{exc}; MBG/NBD keeps its parameters")
+        mbg, mbg_ll = start.mbgnbd, _nbd_ll(mbgnbd_log_likelihood, start.mbgnbd, data)
+    try:
+        gg, gg_ll = fit_gamma_gamma(data.x, data.m, start.gamma_gamma)
+    except NotIdentified as exc:
+        warnings.append(f"{exc}; Gamma-Gamma keeps its parameters")
+        keep = (data.x > 0) & (data.m > 0)
+        gg = start.gamma_gamma
+        gg_ll = float(gamma_gamma_log_likelihood(gg, data.x[keep], data.m[keep]).sum())
     clv = (mbgnbd_expected_purchases(mbg, 365, data.x, data.t_x, data.T)
            * gamma_gamma_expected_value(gg, data.x, data.m) * data.margin)
-    silver, gold, platinum = (float(v) for v in np.quantile(clv, TIER_QUANTILES))
-    return ModelParams(
+    silver, gold, platinum = (_cents(v) for v in np.quantile(clv, TIER_QUANTILES))
+    params = ModelParams(
         bgnbd=bg,
         mbgnbd=mbg,
         gamma_gamma=gg,
@@ -135,8 +207,19 @@ def fit_models(data: Summaries, as_of: datetime,
         n_customers=len(data),
         log_likelihood={"bgnbd": bg_ll, "mbgnbd": mbg_ll, "gamma_gamma": gg_ll},
     )
+    return Fit(params, warnings)
+
+
+def _nbd_ll(log_likelihood: Callable[..., NDArray[np.float64]], params: NbdParams,
+            data: Summaries) -> float:
+    return float(log_likelihood(params, data.x, data.t_x, data.T).sum())
+
+
+def _cents(value: float) -> float:
+    """Cut-offs are shown and published to two decimals (money, days, purchase days)."""
+    return round(float(value), 2)
 
 
 def _quintiles(values: NDArray[np.float64]) -> tuple[float, float, float, float]:
-    q20, q40, q60, q80 = (float(v) for v in np.quantile(values, QUINTILES))
+    q20, q40, q60, q80 = (_cents(v) for v in np.quantile(values, QUINTILES))
     return (q20, q40, q60, q80)
