@@ -15,6 +15,7 @@ from faust.app.base import BootStrategy
 
 from agents.customers import CustomerAgent
 from streams import __version__
+from streams.clients import faust_credentials
 from streams.metrics import BUILD_INFO
 from streams.model_params import ModelRegistry, follow_model_params
 from streams.settings import Settings
@@ -35,6 +36,7 @@ def create_app(settings: Settings) -> tuple[faust.App, CustomerAgent]:
     app = _App(
         settings.group_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
+        broker_credentials=faust_credentials(settings),
         datadir=str(settings.data_dir / "faust"),
         web_host=settings.web_host,
         web_bind=settings.web_bind,

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import faust
 from kafka.errors import KafkaError
 
 from streams.settings import Settings
@@ -52,6 +53,16 @@ def async_options(settings: Settings) -> dict[str, Any]:
     if security.tls:
         options["ssl_context"] = tls_context(settings)
     return options
+
+
+def faust_credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLCredentials | None:
+    """The same for Faust's own clients (not started by a worker; given for completeness)."""
+    security = settings.kafka_security
+    context = tls_context(settings) if security.tls else None
+    if security.sasl_mechanism is not None:
+        return faust.SASLCredentials(username=security.username, password=security.password,
+                                     ssl_context=context, mechanism=security.sasl_mechanism)
+    return faust.SSLCredentials(context) if context is not None else None
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext:

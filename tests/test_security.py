@@ -17,6 +17,8 @@ import orjson
 import pytest
 
 from harness.worker import ROOT, Worker, free_port, wait_for
+from schemas.events import TOPIC_OF_TYPE
+from streams.decode import Invalid, decode
 from streams.demo import DemoTraffic
 from tests.conftest import TEST_SETTINGS
 
@@ -96,12 +98,16 @@ def secured_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured
         subprocess.run([str(KAFKA_SH), "down"], env=env, capture_output=True, check=False)
 
 
-def _is_event(value: bytes) -> bool:
+def _valid(value: bytes) -> bool:
+    """An event the worker accepts (the demo also sends broken ones, on purpose)."""
     try:
         event = orjson.loads(value)
     except orjson.JSONDecodeError:
         return False
-    return isinstance(event, dict) and isinstance(event.get("customer_id"), str)
+    if not isinstance(event, dict) or event.get("type") not in TOPIC_OF_TYPE:
+        return False
+    key = str(event.get("customer_id")).encode()
+    return not isinstance(decode(TOPIC_OF_TYPE[event["type"]], key, value), Invalid)
 
 
 def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -120,7 +126,7 @@ def test_worker_publish_and_fit_over_sasl_ssl(secured_broker: SecuredBroker, nam
                               mean_gap_seconds=3600)
         history = tmp_path / "history.jsonl"
         events = [orjson.loads(value) for _, _, value in traffic.messages(3000)
-                  if value is not None and _is_event(value)]
+                  if value is not None and _valid(value)]
         history.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
         published = cli(env, "publish", str(history))
         assert published.returncode == 0, published.stderr
