@@ -3,9 +3,11 @@ events, exported in no particular order as JSONL or as CSV, are checked (``publi
 --validate``), published in event-time order (``publish --sort``) to a worker on the event
 clock, and the worker then goes live on the wall clock.
 
-The history is the scripted one of ``test_followups_replay``: its follow-ups are those of
-the paced replay (worked out by hand there), with the same ids from both files; the profiles
-are exact; and going live adds no duplicate and nothing dated before the history's end."""
+The history is the scripted one of ``test_followups_replay``, also sent paced (one timestamp
+at a time, each step waited for) as the reference: both files give exactly its churn-risk
+and follow-up events, ids and all, and its follow-ups are the ones worked out by hand there;
+the profiles are exact; and going live adds no duplicate and nothing dated before the
+history's end."""
 
 from __future__ import annotations
 
@@ -26,7 +28,15 @@ import pytest
 
 from harness.kafka import read_topic
 from harness.worker import ROOT, Worker
-from tests.test_followups_replay import EXPECTED, PARTITIONS, at, iso, outputs, scripted_history
+from tests.test_followups_replay import (
+    EXPECTED,
+    PARTITIONS,
+    at,
+    iso,
+    outputs,
+    run,
+    scripted_history,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -87,11 +97,17 @@ def onboard(make_worker: Callable[..., Worker], bootstrap: str, name: str, fmt: 
 def test_history_from_jsonl_and_csv_then_live(make_worker: Callable[..., Worker],
                                               kafka_bootstrap: str, namespace: str,
                                               tmp_path: Path) -> None:
+    paced = run(make_worker, kafka_bootstrap, f"{namespace}paced", scripted_history(),
+                paced=True)
     runs = {fmt: onboard(make_worker, kafka_bootstrap, f"{namespace}{fmt}", fmt, tmp_path)
             for fmt in ("jsonl", "csv")}
     (churn, follow_ups), _, worker = runs["jsonl"]
     assert sorted((c, r, d) for c, r, d, _ in follow_ups) == EXPECTED
-    assert runs["csv"][0] == (churn, follow_ups)  # the same events, ids and all
+    for fmt, (history, _, _) in runs.items():  # the same events, ids and all
+        assert history == paced, (
+            f"{fmt}: churn-risk only onboarded {sorted(history[0] - paced[0])}, only paced "
+            f"{sorted(paced[0] - history[0])}; follow-ups only onboarded "
+            f"{sorted(history[1] - paced[1])}, only paced {sorted(paced[1] - history[1])}")
     assert {("rae", "low", "medium"), ("rae", "medium", "low"), ("jo", "medium", "high")} <= {
         (c, p, n) for c, p, n, _, _ in churn}
 
