@@ -61,6 +61,13 @@ def test_the_compose_file_is_valid_and_names_real_settings() -> None:
     assert {"worker-1", "worker-2", "worker-3", "demo"} <= set(workers)
     for name in workers:
         assert valuestream_settings(services[name]["environment"]) <= SETTINGS, name
+    # The topics exist with valuestream's partition count before any worker or producer runs
+    # (a topic the broker created on first use would have its default count).
+    assert services["topics"]["command"] == ["topics"]
+    for name in set(workers) - {"topics"}:
+        assert services[name]["depends_on"]["topics"] == {
+            "condition": "service_completed_successfully"}, name
+    assert services["kafka"]["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
     pom = (ROOT / "deploy" / "kafka" / "pom.xml").read_text()
     version = re.search(r"<kafka.version>(.+)</kafka.version>", pom)
     assert version and services["kafka"]["image"] == f"apache/kafka:{version[1]}"
