@@ -144,10 +144,11 @@ class CustomerAgent(Service):
         # (one coming back restores only what changed), then wiped (erasures there since
         # reach this worker's store only through the changelog).
         self.released: dict[int, float] = {}
-        fifth = settings.erasure_bound.total_seconds() / 5
         self.marker_ttl = settings.erasure_bound / 5
-        self.purge_interval = min(PURGE_INTERVAL, fifth / 2)
-        self.release_delay = min(RELEASE_DELAY, fifth / 2)
+        self.marker_secret = settings.marker_secret  # derived once, used per new customer
+        tenth = settings.erasure_bound.total_seconds() / 10
+        self.purge_interval = min(PURGE_INTERVAL, tenth)
+        self.release_delay = min(RELEASE_DELAY, tenth)
         self._purged = time.monotonic()
         self._lock = asyncio.Lock()
         self._stopping = False
@@ -455,7 +456,7 @@ class CustomerAgent(Service):
             self.cache.put(number, new)
 
     def _marker(self, number: int, customer_id: str) -> tuple[bytes, bytes | None]:
-        name = marker_name(customer_id, self.settings.marker_secret)
+        name = marker_name(customer_id, self.marker_secret)
         return name, self.store.get(number, name)
 
     def _erased(self, number: int, customer_id: str) -> CustomerState | None:

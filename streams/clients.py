@@ -25,20 +25,21 @@ class KafkaUnavailable(RuntimeError):
     """No connection to Kafka; the message says why in one line."""
 
 
-def _sasl(settings: Settings) -> dict[str, Any]:
+def _common(settings: Settings) -> dict[str, Any]:
+    """What both client libraries name alike: the brokers, the protocol, SASL."""
     security = settings.kafka_security
-    if security.sasl_mechanism is None:
-        return {}
-    return {"sasl_mechanism": security.sasl_mechanism,
-            "sasl_plain_username": security.username,
-            "sasl_plain_password": security.password}
+    options: dict[str, Any] = {"bootstrap_servers": settings.bootstrap_servers.split(","),
+                               "security_protocol": security.protocol}
+    if security.sasl_mechanism is not None:
+        options.update(sasl_mechanism=security.sasl_mechanism,
+                       sasl_plain_username=security.username,
+                       sasl_plain_password=security.password)
+    return options
 
 
 def sync_options(settings: Settings) -> dict[str, Any]:
     security = settings.kafka_security
-    options: dict[str, Any] = {"bootstrap_servers": settings.bootstrap_servers.split(","),
-                               "security_protocol": security.protocol,
-                               "bootstrap_timeout_ms": CONNECT_TIMEOUT_MS, **_sasl(settings)}
+    options = {**_common(settings), "bootstrap_timeout_ms": CONNECT_TIMEOUT_MS}
     if security.tls:
         options.update(ssl_cafile=_path(security.ca_file), ssl_certfile=_path(security.cert_file),
                        ssl_keyfile=_path(security.key_file),
@@ -47,10 +48,8 @@ def sync_options(settings: Settings) -> dict[str, Any]:
 
 
 def async_options(settings: Settings) -> dict[str, Any]:
-    security = settings.kafka_security
-    options: dict[str, Any] = {"bootstrap_servers": settings.bootstrap_servers.split(","),
-                               "security_protocol": security.protocol, **_sasl(settings)}
-    if security.tls:
+    options = _common(settings)
+    if settings.kafka_security.tls:
         options["ssl_context"] = tls_context(settings)
     return options
 

@@ -125,12 +125,18 @@ def fit_nbd(
     return params, float((weights * log_likelihood(params, ux, ut, uT)).sum())
 
 
+def _repeat_spend(x: NDArray[np.float64], m: NDArray[np.float64]
+                  ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Gamma-Gamma learns from repeat buyers with spend (x > 0, m > 0) only."""
+    keep = (x > 0) & (m > 0)
+    return x[keep], m[keep]
+
+
 def fit_gamma_gamma(
     x: NDArray[np.float64], m: NDArray[np.float64], start: GammaGammaParams
 ) -> tuple[GammaGammaParams, float]:
     """Fit (p, q, v) on the repeat buyers (x > 0, m > 0)."""
-    keep = (x > 0) & (m > 0)
-    x, m = x[keep], m[keep]
+    x, m = _repeat_spend(x, m)
     if len(x) < MIN_REPEAT_CUSTOMERS:
         raise FitError(f"Gamma-Gamma needs at least {MIN_REPEAT_CUSTOMERS} repeat buyers with "
                        f"spend, found {len(x)}")
@@ -171,25 +177,21 @@ def fit_models(data: Summaries, as_of: datetime,
     the data does not identify keeps its parameters from ``start``, with a warning."""
     check_history(data)
     warnings: list[str] = []
-    try:
-        bg, bg_ll = fit_nbd(bgnbd_log_likelihood, data.x, data.t_x, data.T, start.bgnbd,
-                            "BG/NBD")
-    except NotIdentified as exc:
-        warnings.append(f"{exc}; BG/NBD keeps its parameters")
-        bg, bg_ll = start.bgnbd, _nbd_ll(bgnbd_log_likelihood, start.bgnbd, data)
-    try:
-        mbg, mbg_ll = fit_nbd(mbgnbd_log_likelihood, data.x, data.t_x, data.T, start.mbgnbd,
-                              "MBG/NBD")
-    except NotIdentified as exc:
-        warnings.append(f"{exc}; MBG/NBD keeps its parameters")
-        mbg, mbg_ll = start.mbgnbd, _nbd_ll(mbgnbd_log_likelihood, start.mbgnbd, data)
+    nbd: dict[str, tuple[NbdParams, float]] = {}
+    for name, log_likelihood, first in (("BG/NBD", bgnbd_log_likelihood, start.bgnbd),
+                                        ("MBG/NBD", mbgnbd_log_likelihood, start.mbgnbd)):
+        try:
+            nbd[name] = fit_nbd(log_likelihood, data.x, data.t_x, data.T, first, name)
+        except NotIdentified as exc:
+            warnings.append(f"{exc}; {name} keeps its parameters")
+            nbd[name] = first, float(log_likelihood(first, data.x, data.t_x, data.T).sum())
+    (bg, bg_ll), (mbg, mbg_ll) = nbd["BG/NBD"], nbd["MBG/NBD"]
     try:
         gg, gg_ll = fit_gamma_gamma(data.x, data.m, start.gamma_gamma)
     except NotIdentified as exc:
         warnings.append(f"{exc}; Gamma-Gamma keeps its parameters")
-        keep = (data.x > 0) & (data.m > 0)
         gg = start.gamma_gamma
-        gg_ll = float(gamma_gamma_log_likelihood(gg, data.x[keep], data.m[keep]).sum())
+        gg_ll = float(gamma_gamma_log_likelihood(gg, *_repeat_spend(data.x, data.m)).sum())
     clv = (mbgnbd_expected_purchases(mbg, 365, data.x, data.t_x, data.T)
            * gamma_gamma_expected_value(gg, data.x, data.m) * data.margin)
     silver, gold, platinum = (_cents(v) for v in np.quantile(clv, TIER_QUANTILES))
@@ -208,11 +210,6 @@ def fit_models(data: Summaries, as_of: datetime,
         log_likelihood={"bgnbd": bg_ll, "mbgnbd": mbg_ll, "gamma_gamma": gg_ll},
     )
     return Fit(params, warnings)
-
-
-def _nbd_ll(log_likelihood: Callable[..., NDArray[np.float64]], params: NbdParams,
-            data: Summaries) -> float:
-    return float(log_likelihood(params, data.x, data.t_x, data.T).sum())
 
 
 def _cents(value: float) -> float:
