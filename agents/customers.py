@@ -36,6 +36,7 @@ import gc
 import logging
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -46,13 +47,20 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from kafka.partitioner.default import murmur2
 from mode import Service
 
+from schemas.events import (
+    CATALOG,
+    ProductPublished,
+)
 from streams.assignor import CopartitionedAssignor
 from streams.clients import async_options
 from streams.codec import (
+    CATALOG_POSITIONS,
     Header,
     decode_marker,
+    decode_positions,
     decode_state,
     encode_marker,
+    encode_positions,
     encode_state,
     header_of,
     marker_name,
@@ -62,6 +70,8 @@ from streams.codec import (
 from streams.deadletters import dead_letter
 from streams.decode import Invalid, decode
 from streams.domain.churn import LEVELS
+from streams.domain.copurchase import CoPurchase, CoPurchaseModel
+from streams.domain.interests import product_keys
 from streams.domain.profile import build_profile
 from streams.domain.state import CustomerState, Rejected, Source
 from streams.domain.step import Clock, Incoming, StepResult, step
@@ -69,6 +79,7 @@ from streams.metrics import (
     BATCH_EVENTS,
     BATCH_SECONDS,
     CHURN_CHANGES,
+    CO_PURCHASES_LEARNED,
     CONSUMER_LAG,
     CUSTOMERS,
     DEAD_LETTERS_WRITTEN,
@@ -96,6 +107,7 @@ from streams.topics import (
     DEAD_LETTERS,
     FOLLOW_UPS,
     INPUT_TOPICS,
+    co_purchases_topic,
     state_changelog_topic,
 )
 
@@ -110,6 +122,7 @@ RELEASE_DELAY = 600.0  # seconds a partition moved to another worker stays in th
 BROKER_SILENT_AFTER = 10.0  # seconds without a fetch response: the broker is unreachable
 MAX_ERROR_MESSAGE = 1_000  # characters of a dead letter's error message
 JSON = msgspec.json.Encoder()
+CO_PURCHASE = msgspec.json.Decoder(CoPurchase)
 
 
 class Message(Protocol):
@@ -158,6 +171,8 @@ class CustomerAgent(Service):
         self._assigned = False  # a first assignment has been received
         self.failure: str | None = None  # why the loop is starting again, until a batch works
         self._full_collection = time.monotonic()
+        # Catalog positions (catalog partition -> next offset) as last stored, per partition.
+        self.catalog_stored: dict[int, dict[int, int]] = {}
 
     @property
     def ready(self) -> bool:
@@ -212,10 +227,17 @@ class CustomerAgent(Service):
         self.restorer = AIOKafkaConsumer(
             **kafka, group_id=None, enable_auto_commit=False,
             client_id=f"{self.settings.group_id}-restore", max_partition_fetch_bytes=4_194_304)
+        # Every partition of the catalog, for every owned partition (positions are stored
+        # with the customers' states, not committed by a group).
+        self.catalog_reader = AIOKafkaConsumer(
+            **kafka, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+            client_id=f"{self.settings.group_id}-catalog", fetch_max_wait_ms=20)
         await self.producer.start()
         await self.restorer.start()
+        await self.catalog_reader.start()
+        self.catalog_reader.assign(self.catalog_tps)
         await self.consumer.start()
-        self.consumer.subscribe(list(self.inputs), listener=_Rebalance(self))
+        self.consumer.subscribe(self.decider.customer_inputs, listener=_Rebalance(self))
         self.add_future(self._run())
 
     async def on_stop(self) -> None:
@@ -228,6 +250,7 @@ class CustomerAgent(Service):
             await self._commit_offsets(force=True)
         await self.consumer.stop()  # leaves the group: the partitions move at once
         await self.restorer.stop()
+        await self.catalog_reader.stop()
         await self.producer.stop()
         self.store.close()
 
@@ -265,7 +288,13 @@ class CustomerAgent(Service):
     # --- partitions coming and going ------------------------------------------------------
 
     def _input_tps(self, partitions: set[int]) -> list[TopicPartition]:
-        return [TopicPartition(t, p) for p in sorted(partitions) for t in self.inputs]
+        """The group consumer's topic-partitions of these partitions."""
+        return [TopicPartition(t, p) for p in sorted(partitions)
+                for t in self.decider.customer_inputs]
+
+    @property
+    def catalog_tps(self) -> list[TopicPartition]:
+        return [TopicPartition(self.decider.catalog, p) for p in range(self.settings.partitions)]
 
     async def revoke(self, partitions: set[int]) -> None:
         """Before a rebalance: commit what was processed and let go of the buffers (the
@@ -302,25 +331,41 @@ class CustomerAgent(Service):
         partitions = set(self.restoring)
         await self._restore(partitions)
         for partition in partitions:
-            inputs = {}
+            positions = {}
             for tp in self._input_tps({partition}):  # from the committed offsets
                 committed = await self.consumer.committed(tp)
                 if committed is None:
                     await self.consumer.seek_to_beginning(tp)
                 else:
                     self.consumer.seek(tp, committed)
-                inputs[tp.topic] = Input(tp.topic, await self.consumer.position(tp))
+                positions[tp.topic] = await self.consumer.position(tp)
+            record = self.store.get(partition, CATALOG_POSITIONS)
+            stored = decode_positions(record) if record is not None else {}
+            self.catalog_stored[partition] = stored
+            for number, name in enumerate(self.decider.catalog_inputs):
+                positions[name] = stored.get(number, 0)
             ends = await self.consumer.end_offsets(self._input_tps({partition}))
             self.catching_up[partition] = {tp.topic: end for tp, end in ends.items()}
-            self.partitions[partition] = PartitionTime(
-                partition, inputs, event_clock=self.settings.clock == "event",
+            self.partitions[partition] = self.decider.partition_time(
+                partition, positions, event_clock=self.settings.clock == "event",
                 idle=self.settings.input_idle, clock=self.clocks.get(partition, NEVER))
         self.restoring -= partitions
+        await self._rewind_catalog()
         self.consumer.resume(*self._input_tps(partitions))
         self.paused = {tp for tp in self.paused if tp.partition not in partitions}
         RESTORE_SECONDS.observe(time.monotonic() - started)
         log.info("partitions %s ready in %.1f s", sorted(partitions), time.monotonic() - started,
                  extra={"partitions": sorted(partitions)})
+
+    async def _rewind_catalog(self) -> None:
+        """Read each catalog partition from the earliest position an owned partition needs
+        (the others skip what they have read)."""
+        for number, name in enumerate(self.decider.catalog_inputs):
+            needed = min((t.inputs[name].position for t in self.partitions.values()),
+                         default=None)
+            tp = TopicPartition(self.decider.catalog, number)
+            if needed is not None and needed < await self.catalog_reader.position(tp):
+                self.catalog_reader.seek(tp, needed)
 
     async def _restore(self, partitions: set[int]) -> None:
         """Bring the local store of these partitions up to the end of the changelog."""
@@ -369,6 +414,7 @@ class CustomerAgent(Service):
         size = self.settings.batch_size
         batch = await self.consumer.getmany(timeout_ms=max(1, int(timeout * 1000)),
                                             max_records=size)
+        catalog = await self.catalog_reader.getmany(timeout_ms=0)
         count = sum(map(len, batch.values()))
         deadline = time.monotonic() + self.settings.batch_wait
         while 0 < count < size and (left := deadline - time.monotonic()) > 0.001:
@@ -377,7 +423,7 @@ class CustomerAgent(Service):
             for tp, records in more.items():
                 batch.setdefault(tp, []).extend(records)
             count += sum(map(len, more.values()))
-        return batch
+        return batch | catalog  # the catalog reader's topic-partitions are its own
 
     async def _process(self, fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
                        ) -> None:
@@ -386,22 +432,31 @@ class CustomerAgent(Service):
         batch = Batch(wall)
         received = 0
         for tp, records in fetched.items():
+            if tp.topic == self.decider.catalog:  # for every owned partition
+                name = catalog_input(tp.topic, tp.partition)
+                for partition in self.partitions.values():
+                    unread = [r for r in records if r.offset >= partition.inputs[name].position]
+                    if unread:
+                        self.decider.receive(partition, name, unread, batch, mono)
+                received += len(records)
+                continue
             partition = self.partitions.get(tp.partition)
             if partition is None:
                 continue  # revoked meanwhile: the new owner reads it again
             received += len(records)
             self.decider.receive(partition, tp.topic, records, batch, mono)
         for tp in self.consumer.assignment():
-            partition = self.partitions.get(tp.partition)
-            if partition is not None:
-                source = partition.inputs[tp.topic]
-                source.highwater = self.consumer.highwater(tp)
-                polled = self.consumer.last_poll_timestamp(tp)
-                source.polled_at = polled / 1000 if polled is not None else float("-inf")
+            if (partition := self.partitions.get(tp.partition)) is not None:
+                _confirm(partition.inputs[tp.topic], self.consumer, tp)
+        for tp in self.catalog_tps:
+            name = catalog_input(tp.topic, tp.partition)
+            for partition in self.partitions.values():
+                _confirm(partition.inputs[name], self.catalog_reader, tp)
         for number, partition in self.partitions.items():
             self._decide(number, partition, batch, mono)
             self._expire_markers(number, batch)
         self._mark_erased(batch)
+        self._store_catalog_positions(batch)
         await self._write(batch)
         self._tidy_store()
         self.failure = None
@@ -420,9 +475,7 @@ class CustomerAgent(Service):
             batch.late[topic] += 1
         if partition.clock != NEVER:
             PARTITION_CLOCK.labels(str(number)).set(partition.clock.timestamp())
-        groups: dict[str, list[Incoming]] = defaultdict(list)
-        for incoming in ready:
-            groups[incoming.event.customer_id].append(incoming)
+        groups = self.decider.group(ready, lambda keys: self.store.interested(number, keys))
         if partition.due_until != NEVER:  # time-driven work up to the partition's clock
             due = 0
             for _, customer_id in self.store.due(number, micros(partition.due_until),
@@ -474,6 +527,19 @@ class CustomerAgent(Service):
             name, before = self._marker(number, customer_id)
             batch.changes.append(Change(number, name, encode_marker(erased_at, expires),
                                         read_header(before) if before is not None else None))
+
+    def _store_catalog_positions(self, batch: Batch) -> None:
+        """Each partition's catalog positions, stored and logged with its customers' states
+        (so that a partition moved to another worker reads on where this one stopped)."""
+        for number, partition in self.partitions.items():
+            positions = {p: partition.inputs[name].commit_offset()
+                         for p, name in enumerate(self.decider.catalog_inputs)}
+            before = self.catalog_stored.get(number)
+            if positions != before:
+                header = read_header(encode_positions(before)) if before is not None else None
+                batch.changes.append(Change(number, CATALOG_POSITIONS,
+                                            encode_positions(positions), header))
+                self.catalog_stored[number] = positions
 
     def _expire_markers(self, number: int, batch: Batch) -> None:
         """Erasure markers whose time is up (on the wall clock) are deleted."""
@@ -533,7 +599,8 @@ class CustomerAgent(Service):
         (many events buffered, waiting for the watermark), until they catch up. Only the
         inputs ahead are paused: the one holding the watermark back keeps being read."""
         for number, partition in self.partitions.items():
-            for topic, source in partition.inputs.items():
+            for topic in self.decider.customer_inputs:
+                source = partition.inputs[topic]
                 tp = TopicPartition(topic, number)
                 if len(source.buffer) > MAX_BUFFERED and tp not in self.paused:
                     self.consumer.pause(tp)
@@ -545,9 +612,9 @@ class CustomerAgent(Service):
     async def _commit_offsets(self, force: bool) -> None:
         if not force and time.monotonic() - self._last_commit < COMMIT_INTERVAL:
             return
-        offsets = {TopicPartition(topic, number): source.commit_offset()
+        offsets = {TopicPartition(topic, number): partition.inputs[topic].commit_offset()
                    for number, partition in self.partitions.items()
-                   for topic, source in partition.inputs.items()}
+                   for topic in self.decider.customer_inputs}
         changed = {tp: o for tp, o in offsets.items() if self._committed.get(tp) != o}
         self._last_commit = time.monotonic()
         if not changed:
@@ -575,11 +642,15 @@ class CustomerAgent(Service):
         return state
 
     def settled(self) -> bool:
-        """Ready, nothing waiting in a buffer, and the time-driven work up to every
-        partition's clock done."""
+        """Ready, nothing waiting in a buffer, the catalog read to its end, and the
+        time-driven work up to every partition's clock done."""
         for number, partition in self.partitions.items():
             if partition.buffered() or partition.due_until < partition.clock:
                 return False
+            for name in self.decider.catalog_inputs:
+                source = partition.inputs[name]
+                if source.highwater is None or source.position < source.highwater:
+                    return False
             if partition.due_until != NEVER and self.store.due(
                     number, micros(partition.due_until), 1):
                 return False
@@ -596,6 +667,24 @@ class CustomerAgent(Service):
                     CONSUMER_LAG.labels(topic, str(number)).set(lag)
 
 
+def _confirm(source: Input, consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
+    """What Kafka last said of an input: its end offset, and when."""
+    source.highwater = consumer.highwater(tp)
+    polled = consumer.last_poll_timestamp(tp)
+    source.polled_at = polled / 1000 if polled is not None else float("-inf")
+
+
+def catalog_input(catalog: str, partition: int) -> str:
+    """The name of one catalog partition as an input of every partition."""
+    return f"{catalog}#{partition}"
+
+
+def split_input(name: str, partition: int) -> tuple[str, int]:
+    """An input's topic and partition (a catalog input names its own)."""
+    topic, _, number = name.rpartition("#")
+    return (topic, int(number)) if topic else (name, partition)
+
+
 class Decider:
     """The agent's work on a batch that needs no I/O: decoding and buffering messages, and
     each customer's step with the records it produces (``make bench`` times this alone as
@@ -606,8 +695,19 @@ class Decider:
         self.rules = settings.rules()
         self.max_message_bytes = settings.max_message_bytes
         self.max_state_bytes = settings.max_state_bytes
-        self.inputs = {settings.topic(t): t for t in INPUT_TOPICS}  # full name -> schema name
-        self.rank = {settings.topic(t): n for n, t in enumerate(INPUT_TOPICS)}
+        # Input name -> schema name. Every partition reads the customer-keyed topics' own
+        # partition (through the consumer group) and every partition of ``catalog`` (keyed
+        # by SKU: a product is for every partition's customers), each named ``catalog#p``.
+        self.catalog = settings.topic(CATALOG)
+        self.customer_inputs = [settings.topic(t) for t in INPUT_TOPICS if t != CATALOG]
+        self.catalog_inputs = [catalog_input(self.catalog, p)
+                               for p in range(settings.partitions)]
+        self.inputs = ({topic: name for topic, name in zip(
+            self.customer_inputs, [t for t in INPUT_TOPICS if t != CATALOG], strict=True)}
+            | dict.fromkeys(self.catalog_inputs, CATALOG))
+        self.rank = {topic: n for n, topic in enumerate(self.inputs)}
+        self.co_purchase_topic = co_purchases_topic(settings)
+        self.co_purchases = CoPurchaseModel()  # follows co_purchase_topic (``learn``)
         self.outputs = {name: settings.topic(name)
                         for name in (CUSTOMER_VALUE, CHURN_RISK, FOLLOW_UPS, DEAD_LETTERS)}
 
@@ -618,14 +718,48 @@ class Decider:
         name, rank, number = self.inputs[topic], self.rank[topic], partition.partition
         arrived = batch.wall.timestamp()
         partition.fetched(topic, records[-1].offset, mono, arrived)
+        # A catalog message reaches every partition; the one of its own number counts it
+        # (and dead-letters it if it cannot be read), so that it is counted once.
+        real_topic, real_partition = split_input(topic, number)
+        counts = real_partition == number
         for record in records:
-            source = Source(topic, number, record.offset, record.key, record.value, rank)
+            source = Source(real_topic, real_partition, record.offset, record.key,
+                            record.value, rank)
             decoded = decode(name, record.key, record.value, self.max_message_bytes, batch.wall)
             if isinstance(decoded, Invalid):
-                batch.events[topic, "invalid", "dead_letter"] += 1
-                self.dead_letter(batch, Rejected(source, decoded.code, decoded.message))
+                if counts:
+                    batch.events[real_topic, "invalid", "dead_letter"] += 1
+                    self.dead_letter(batch, Rejected(source, decoded.code, decoded.message))
+                continue
+            if isinstance(decoded, ProductPublished) and counts:
+                batch.events[real_topic, decoded.type, "offered"] += 1
+            partition.buffer(topic, Incoming(decoded, source), batch.wall, arrived)
+
+    def partition_time(self, number: int, positions: dict[str, int], event_clock: bool,
+                       idle: float, clock: datetime = NEVER) -> PartitionTime:
+        """A partition's inputs, read from these offsets."""
+        return PartitionTime(number, {topic: Input(topic, position)
+                                      for topic, position in positions.items()},
+                             event_clock=event_clock, idle=idle, clock=clock)
+
+    def group(self, ready: list[Incoming], interested: Callable[[list[str]], set[str]]
+              ) -> dict[str, list[Incoming]]:
+        """A partition's ready events by customer. A published product goes to the customers
+        the interest index lists under its category or brand, and to those with events in
+        this batch (whose index entries may be about to change): work in proportion to the
+        customers it may match, not to all."""
+        groups: dict[str, list[Incoming]] = defaultdict(list)
+        products = []
+        for incoming in ready:
+            if isinstance(incoming.event, ProductPublished):
+                products.append(incoming)
             else:
-                partition.buffer(topic, Incoming(decoded, source), batch.wall, arrived)
+                groups[incoming.event.customer_id].append(incoming)
+        for product in products:
+            assert isinstance(product.event, ProductPublished)
+            for customer_id in interested(product_keys(product.event)) | set(groups):
+                groups[customer_id].append(Incoming(product.event, product.source, customer_id))
+        return groups
 
     def decide(self, batch: Batch, number: int, customer_id: str, state: CustomerState | None,
                before: Header | None, incoming: list[Incoming], clock: Clock
@@ -633,8 +767,9 @@ class Decider:
         """One customer's step; its outputs and changed state go into ``batch``. Returns
         the state to keep in memory (``None``: forget it, the stored one stands)."""
         predictor = self.models.predictor
+        was_indexed = tuple(state.indexed) if state is not None else ()
         try:
-            result = step(state, incoming, clock, predictor, self.rules)
+            result = step(state, incoming, clock, predictor, self.rules, self.co_purchases)
         except Exception as exc:  # a bug: keep the messages, skip the customer
             log.exception("processing customer %r failed", customer_id,
                           extra={"customer_id": customer_id, "partition": number})
@@ -647,6 +782,7 @@ class Decider:
             return None
         new = result.state
         keep = new is not None and result.changed and not new.erased_only
+        indexed = tuple(new.indexed) if new is not None and keep else ()
         record = encode_state(new) if new is not None and keep else None
         if record is not None and len(record) > self.max_state_bytes:
             log.warning("customer %r: %d events would grow the state to %d bytes; not applied",
@@ -665,10 +801,10 @@ class Decider:
             if new is not None and new.erased_only:  # nothing left: a marker instead
                 batch.erasures.append((number, customer_id, new.erased_at))
                 if before is not None:
-                    batch.changes.append(Change(number, key, None, before))
+                    batch.changes.append(Change(number, key, None, before, was_indexed))
         if new is None or record is None:
             return new
-        batch.changes.append(Change(number, key, record, before))
+        batch.changes.append(Change(number, key, record, before, was_indexed, indexed))
         if result.stuck_at is not None:
             log.error("deadline %s of customer %r did not move; unscheduled", result.stuck_at,
                       customer_id, extra={"customer_id": customer_id, "partition": number})
@@ -681,10 +817,21 @@ class Decider:
         for churn in result.churn_events:
             batch.emit(self.outputs[CHURN_RISK], number, key, JSON.encode(churn),
                        "churn_risk_changed")
+        for co_purchase in result.co_purchases:  # SKUs only: no key, no customer's data
+            batch.emit(self.co_purchase_topic, number, None, JSON.encode(co_purchase),
+                       "co_purchase")
         for follow_up in result.follow_ups:
             batch.emit(self.outputs[FOLLOW_UPS], number, key, JSON.encode(follow_up),
                        "follow_up_due")
         return new
+
+    def learn(self, record: bytes | None) -> None:
+        """Take a co-purchase record into the cross-sell model."""
+        try:
+            self.co_purchases.add(CO_PURCHASE.decode(record or b""))
+            CO_PURCHASES_LEARNED.inc()
+        except msgspec.DecodeError as exc:  # internal: a bug, or a foreign writer
+            log.warning("ignoring a co-purchase record that does not parse: %s", exc)
 
     def _reject(self, batch: Batch, number: int, customer_id: str, before: Header | None,
                 incoming: list[Incoming], code: str, message: str) -> None:
@@ -736,7 +883,8 @@ class Batch:
 
     def count(self, result: StepResult) -> None:
         for incoming, outcome in result.outcomes:
-            self.events[incoming.source.topic, incoming.event.type, outcome] += 1
+            if incoming.offered_to is None:  # a product is counted once, when read
+                self.events[incoming.source.topic, incoming.event.type, outcome] += 1
         for dropped in result.dropped:
             self.dropped[dropped.reason, dropped.cause] += 1
         for follow_up in result.follow_ups:

@@ -42,16 +42,16 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from kafka.partitioner.default import murmur2
 
-from agents.customers import Batch, Decider
+from agents.customers import Batch, Decider, catalog_input
 from harness.application import Application
 from harness.kafka import end_offsets
 from harness.worker import Worker, total
+from schemas.events import CATALOG
 from streams.clients import async_options, sync_options
 from streams.codec import decode_state, read_header
 from streams.demo import DemoTraffic, Message
-from streams.domain.step import Clock, Incoming
+from streams.domain.step import Clock
 from streams.model_params import ModelRegistry
-from streams.ordering import Input, PartitionTime
 from streams.topics import (
     CHURN_RISK,
     CUSTOMER_VALUE,
@@ -133,14 +133,18 @@ class Fetched:
 
 def domain_only(app: Application, messages: list[Message]) -> float:
     """The agent's work without Kafka or RocksDB: the same ``Decider`` decodes each batch
-    into its partitions' buffers and steps each customer, building and encoding its
-    outputs and state; a dict stands in for the store. Returns the seconds."""
+    into its partitions' buffers, fans published products out and steps each customer,
+    building and encoding its outputs and state; dicts stand in for the store and the
+    interest index, every partition reads the catalog's messages, and the co-purchases go
+    into the cross-sell model.
+    Returns the seconds."""
     settings = app.settings
     decider = Decider(settings, ModelRegistry())
-    partitions = {n: PartitionTime(n, {app.topic(t): Input(app.topic(t), 0) for t in INPUT_TOPICS},
-                                   event_clock=False, idle=0.0)
+    partitions = {n: decider.partition_time(n, dict.fromkeys(decider.inputs, 0),
+                                            event_clock=False, idle=0.0)
                   for n in range(settings.partitions)}
     store: dict[tuple[int, bytes], bytes | None] = {}
+    index: dict[tuple[int, str], set[str]] = defaultdict(set)
     accounted = 0
     gc.disable()  # as in a worker, which collects between batches once a minute
     started = time.monotonic()
@@ -151,7 +155,12 @@ def domain_only(app: Application, messages: list[Message]) -> float:
         for offset, (topic, key, value) in enumerate(messages[first:first + settings.batch_size],
                                                      first):
             number = (murmur2(key or b"") & 0x7FFFFFFF) % settings.partitions
-            by_input[number, app.topic(topic)].append(Fetched(offset, key, value))
+            if topic == CATALOG:  # every partition reads every catalog partition
+                for reader in partitions:
+                    by_input[reader, catalog_input(decider.catalog, number)].append(
+                        Fetched(offset, key, value))
+            else:
+                by_input[number, app.topic(topic)].append(Fetched(offset, key, value))
         for (number, topic), records in by_input.items():
             decider.receive(partitions[number], topic, records, batch, mono)
         for partition in partitions.values():
@@ -160,17 +169,26 @@ def domain_only(app: Application, messages: list[Message]) -> float:
                 source.polled_at = time.time()
         for number, partition in partitions.items():
             ready, _ = partition.take_ready(mono + 1.0, wall)
-            groups: dict[str, list[Incoming]] = defaultdict(list)
-            for incoming in ready:
-                groups[incoming.event.customer_id].append(incoming)
+
+            def interested(keys: list[str], number: int = number) -> set[str]:
+                return set().union(*(index[number, k] for k in keys))
+
             clock = Clock(due_until=partition.due_until, horizon=wall, now=wall)
-            for customer_id, incoming in groups.items():
+            for customer_id, incoming in decider.group(ready, interested).items():
                 record = store.get((number, customer_id.encode()))
                 state = decode_state(record) if record is not None else None
                 before = read_header(record) if record is not None else None
                 decider.decide(batch, number, customer_id, state, before, incoming, clock)
         for change in batch.changes:
             store[change.partition, change.name] = change.record
+            for interest in change.unindexed:
+                index[change.partition, interest].discard(change.name.decode())
+            for interest in change.indexed:
+                index[change.partition, interest].add(change.name.decode())
+        for (topic, _), records in batch.outbox.records.items():
+            if topic == decider.co_purchase_topic:  # as every worker's reader does
+                for _, value in records:
+                    decider.learn(value)
         accounted += sum(batch.events.values())
     seconds = time.monotonic() - started
     gc.enable()

@@ -127,17 +127,24 @@ Timestamp = Annotated[
     WithJsonSchema({"type": "string", "format": "date-time", "pattern": _RFC3339_IN_RANGE_TEXT}),
 ]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+# A category or brand as the shop names it; compared exactly (case and spaces count).
+Label = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Priority = Literal["low", "normal", "high", "urgent"]
 
 
-class InputEvent(BaseModel):
+class BaseEvent(BaseModel):
     """Fields every input event carries. Unknown extra fields are ignored."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     event_id: Identifier
-    customer_id: Identifier
     occurred_at: Timestamp
+
+
+class InputEvent(BaseEvent):
+    """An event about one customer, keyed by the customer's id."""
+
+    customer_id: Identifier
 
 
 class OrderLine(BaseModel):
@@ -148,6 +155,8 @@ class OrderLine(BaseModel):
     unit_price: Amount
     list_price: Amount | None = None
     unit_cost: Amount | None = None
+    category: Label | None = None
+    brand: Label | None = None
 
     @model_validator(mode="after")
     def _list_price_not_below_price(self) -> OrderLine:
@@ -223,9 +232,29 @@ class ErasureRequested(InputEvent):
     type: Literal["customer.erasure_requested"]
 
 
+class InterestChanged(InputEvent):
+    """A customer subscribes to (or leaves) news about a category or a brand."""
+
+    type: Literal["interest.subscribed", "interest.unsubscribed"]
+    kind: Literal["category", "brand"]
+    value: Label
+
+
+class ProductPublished(BaseEvent):
+    """A product appears in the shop's catalog (keyed by its SKU, not by a customer)."""
+
+    type: Literal["product.published"]
+    sku: Identifier
+    title: Annotated[str, StringConstraints(max_length=256)] | None = None
+    category: Label | None = None
+    brand: Label | None = None
+    price: Amount | None = None
+    currency: Currency | None = None
+
+
 OrderEvent = OrderPlaced | OrderAmended | OrderCancelled | OrderRefunded | OrderPaid
 TicketEvent = TicketOpened | TicketResolved | TicketReopened | TicketRated
-Event = OrderEvent | TicketEvent | EmailEvent | ErasureRequested
+Event = OrderEvent | TicketEvent | EmailEvent | ErasureRequested | InterestChanged
 
 
 class TopicSchema(BaseModel):
@@ -235,14 +264,15 @@ class TopicSchema(BaseModel):
 
     topic: str
     title: str
-    models: tuple[type[InputEvent], ...]
+    models: tuple[type[BaseEvent], ...]
+    key: str = "customer_id"  # the field the message's key must equal
 
     @property
     def types(self) -> frozenset[str]:
         return frozenset(t for m in self.models for t in _literal_types(m))
 
 
-def _literal_types(model: type[InputEvent]) -> tuple[str, ...]:
+def _literal_types(model: type[BaseEvent]) -> tuple[str, ...]:
     return model.model_fields["type"].annotation.__args__  # type: ignore[union-attr]
 
 
@@ -263,7 +293,13 @@ TOPICS: tuple[TopicSchema, ...] = (
         title="valuestream erasure request",
         models=(ErasureRequested,),
     ),
+    TopicSchema(topic="preferences", title="valuestream interest subscription",
+                models=(InterestChanged,)),
+    TopicSchema(topic="catalog", title="valuestream catalog event", models=(ProductPublished,),
+                key="sku"),
 )
+CATALOG = "catalog"
+KEY_OF_TOPIC = {schema.topic: schema.key for schema in TOPICS}
 TOPIC_OF_TYPE = {t: schema.topic for schema in TOPICS for t in schema.types}
 
 
@@ -273,7 +309,7 @@ def adapter_for(schema: TopicSchema) -> TypeAdapter[Any]:
     return TypeAdapter(union)
 
 
-def _tagged(models: tuple[type[InputEvent], ...]) -> Any:
+def _tagged(models: tuple[type[BaseEvent], ...]) -> Any:
     return Annotated[reduce(or_, models), Field(discriminator="type")]
 
 

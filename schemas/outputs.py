@@ -58,6 +58,30 @@ class PendingFollowUpView(Output):
     expires_at: Time
 
 
+class InterestView(Output):
+    value: str
+    score: Money  # decayed net spend (README, *Interests*)
+    share: Rate  # of the customer's decayed spend of this kind
+    favourite: bool
+
+
+class SubscriptionView(Output):
+    kind: Literal["category", "brand"]
+    value: str
+    since: Time
+
+
+class InterestsView(Output):
+    categories: list[InterestView]  # highest score first, at most 5
+    brands: list[InterestView]
+    subscribed: list[SubscriptionView]
+
+
+class RecommendationView(Output):
+    sku: str
+    score: Annotated[float, Meta(ge=0, description="summed cosine similarity, 4 decimals")]
+
+
 class Profile(Output):
     """A customer's value profile at ``as_of`` (README, *The profile*)."""
 
@@ -112,6 +136,8 @@ class Profile(Output):
     rfm: RfmView | None
     value_tier: Tier | None
     follow_ups: list[PendingFollowUpView]
+    interests: InterestsView
+    recommended_products: list[RecommendationView]  # best first, at most 5
 
 
 class ChurnRiskChanged(Output, kw_only=True):

@@ -17,8 +17,9 @@ from agents.customers import CustomerAgent
 from streams import __version__
 from streams.clients import faust_credentials
 from streams.metrics import BUILD_INFO
-from streams.model_params import ModelRegistry, follow_model_params
+from streams.model_params import ModelRegistry, follow_topic
 from streams.settings import Settings
+from streams.topics import MODEL_PARAMS, co_purchases_topic
 from streams.web import register_views
 
 
@@ -57,7 +58,11 @@ def create_app(settings: Settings) -> tuple[faust.App, CustomerAgent]:
 
     @app.task
     async def follow_models() -> None:
-        await follow_model_params(settings, models)
+        await follow_topic(settings, settings.topic(MODEL_PARAMS), models.offer)
+
+    @app.task
+    async def follow_co_purchases() -> None:
+        await follow_topic(settings, co_purchases_topic(settings), agent.decider.learn)
 
     @app.timer(5.0)
     async def refresh_gauges() -> None:

@@ -6,7 +6,8 @@ the erasure markers' expiry and the customer count by churn level), so a restore
 changelog rebuilds them without decoding a state:
 
     byte 0      format version (1)
-    byte 1      flags: 1 = has a profile, 2 = erasure marker
+    byte 1      flags: 1 = has a profile, 2 = erasure marker, 4 = listed in the interest
+                index (``CustomerState.indexed``)
     byte 2      churn level (0 low, 1 medium, 2 high)
     bytes 3-10  next deadline, microseconds since 1970 (signed, big-endian; -1: none); for
                 an erasure marker, when it expires (on the wall clock)
@@ -34,6 +35,7 @@ from streams.domain.state import CustomerState
 VERSION = 1
 HAS_PROFILE = 1
 MARKER = 2
+INDEXED = 4
 MARKER_PREFIX = b"\xff"
 NO_DEADLINE = -1
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -54,6 +56,7 @@ class Header:
     marker: bool  # an erasure marker; deadline_us is when it expires
     level: str
     deadline_us: int  # NO_DEADLINE when nothing is scheduled
+    indexed: bool = False  # in the interest index: decode the state to know under what
 
 
 def micros(moment: datetime) -> int:
@@ -64,14 +67,30 @@ def micros(moment: datetime) -> int:
 def header_of(state: CustomerState) -> Header:
     deadline = state.next_deadline()
     return Header(state.has_profile, False, state.churn_level,
-                  NO_DEADLINE if deadline is None else micros(deadline))
+                  NO_DEADLINE if deadline is None else micros(deadline), bool(state.indexed))
 
 
 def encode_state(state: CustomerState) -> bytes:
     header = header_of(state)
-    flags = HAS_PROFILE if header.has_profile else 0
+    flags = (HAS_PROFILE if header.has_profile else 0) | (INDEXED if header.indexed else 0)
     return (_HEADER.pack(VERSION, flags, LEVELS.index(header.level), header.deadline_us)
             + _encoder.encode(state))
+
+
+# The record of a partition's read positions on the catalog topic (catalog partition ->
+# next offset), stored and logged like a customer's state. 0xFE starts no UTF-8 text, so no
+# customer id can name it.
+CATALOG_POSITIONS = b"\xfecatalog"
+_positions_decoder = msgspec.msgpack.Decoder(dict[int, int])
+
+
+def encode_positions(positions: dict[int, int]) -> bytes:
+    return _HEADER.pack(VERSION, 0, 0, NO_DEADLINE) + _encoder.encode(positions)
+
+
+def decode_positions(record: bytes) -> dict[int, int]:
+    read_header(record)
+    return _positions_decoder.decode(memoryview(record)[HEADER_SIZE:])
 
 
 def marker_name(customer_id: str, secret: bytes) -> bytes:
@@ -100,4 +119,5 @@ def read_header(record: bytes) -> Header:
     version, flags, level, deadline = _HEADER.unpack_from(record)
     if version != VERSION:
         raise RecordError(f"state record of format {version}, expected {VERSION}")
-    return Header(bool(flags & HAS_PROFILE), bool(flags & MARKER), LEVELS[level], deadline)
+    return Header(bool(flags & HAS_PROFILE), bool(flags & MARKER), LEVELS[level], deadline,
+                  bool(flags & INDEXED))

@@ -10,7 +10,14 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from schemas.events import TOPICS, ErasureRequested, Event, adapter_for
+from schemas.events import (
+    KEY_OF_TOPIC,
+    TOPICS,
+    ErasureRequested,
+    Event,
+    ProductPublished,
+    adapter_for,
+)
 from streams.ordering import MAX_AHEAD_OF_WALL
 
 _ADAPTERS = {schema.topic: adapter_for(schema) for schema in TOPICS}
@@ -30,10 +37,11 @@ class Invalid:
 
 
 def decode(topic: str, key: bytes | None, value: bytes | None, max_bytes: int | None = None,
-           received_at: datetime | None = None) -> Event | Invalid:
+           received_at: datetime | None = None) -> Event | ProductPublished | Invalid:
     """Validate one message of an input topic (named without prefix): at most ``max_bytes``
     of key and value, an ``occurred_at`` no later than a day after ``received_at`` (an
-    erasure: no later than a few minutes after), and no key twice in one JSON object."""
+    erasure: no later than a few minutes after), no key twice in one JSON object, and the
+    message's key equal to the customer id (on ``catalog``: to the SKU)."""
     if value is None:
         return Invalid("invalid_json", "the message has no value")
     size = len(value) + len(key or b"")
@@ -41,15 +49,15 @@ def decode(topic: str, key: bytes | None, value: bytes | None, max_bytes: int | 
         return Invalid("message_too_large",
                        f"the message has {size:,} bytes; at most {max_bytes:,} are accepted")
     try:
-        event: Event = _ADAPTERS[topic].validate_json(value)
+        event: Event | ProductPublished = _ADAPTERS[topic].validate_json(value)
     except ValidationError as exc:
         return _classify(exc.errors(include_url=False))
-    if key is None or key != event.customer_id.encode():
+    key_field = KEY_OF_TOPIC[topic]
+    expected = getattr(event, key_field)
+    if key is None or key != expected.encode():
         shown = "no key" if key is None else f"key {key.decode(errors='replace')!r}"
-        return Invalid(
-            "key_mismatch",
-            f"customer_id {event.customer_id!r} does not match the message's {shown}",
-        )
+        return Invalid("key_mismatch",
+                       f"{key_field} {expected!r} does not match the message's {shown}")
     if received_at is not None:
         if isinstance(event, ErasureRequested):
             if event.occurred_at > received_at + ERASURE_CLOCK_SKEW:

@@ -1,8 +1,10 @@
 """``valuestream demo``: plausible shop traffic for trying valuestream out.
 
-Repeat buyers and one-time buyers, amendments, cancellations, refunds, late payments,
-tickets with ratings, email sends, opens and clicks, and about 1% malformed messages (bad
-JSON, a schema violation, a key mismatch, an unknown currency) that end as dead letters.
+Repeat buyers and one-time buyers (loyal ones mostly buy from one favourite category),
+amendments, cancellations, refunds, late payments, tickets with ratings, email sends, opens
+and clicks, subscriptions to categories and brands, a new product in the catalog about
+three times in ten thousand messages, and about 1% malformed messages (bad JSON, a schema
+violation, a key mismatch, an unknown currency) that end as dead letters.
 """
 
 from __future__ import annotations
@@ -22,14 +24,23 @@ from schemas.events import TOPIC_OF_TYPE
 from streams.publish import SLICE, open_producer
 from streams.settings import Settings
 
-SKUS = [("mug", "12.50", "4.10"), ("tea-100g", "8.90", None), ("teapot", "39.00", "15.20"),
-        ("gift-box", "24.99", "9.75"), ("sampler", "17.45", None)]
+# sku, price, cost, category, brand
+SKUS = [("mug", "12.50", "4.10", "mugs", "Kiln"), ("tea-100g", "8.90", None, "tea", "Leaf & Co"),
+        ("teapot", "39.00", "15.20", "teapots", "Kiln"),
+        ("gift-box", "24.99", "9.75", "gifts", "Hearth"),
+        ("sampler", "17.45", None, "tea", "Hearth"),
+        ("green-50g", "6.40", None, "tea", "Leaf & Co"),
+        ("cup-set", "29.00", "11.00", "mugs", "Hearth")]
+CATEGORIES = sorted({sku[3] for sku in SKUS})
+BRANDS = sorted({sku[4] for sku in SKUS})
+PRODUCT_SHARE = 0.0003  # of the messages: a new product in the catalog
 
 
 @dataclass(slots=True)
 class DemoCustomer:
     customer_id: str
     loyal: bool
+    favourite: str  # the category a loyal customer mostly buys from
     orders: list[str] = field(default_factory=list)
     unpaid: list[str] = field(default_factory=list)
     tickets: list[str] = field(default_factory=list)
@@ -49,7 +60,8 @@ class DemoTraffic:
         self.run = f"{int(start.timestamp()):x}"  # ids differ between runs
         self.counter = 0
         self.customers = [
-            DemoCustomer(f"demo-{n:05d}", loyal=self.random.random() < 0.35)
+            DemoCustomer(f"demo-{n:05d}", loyal=self.random.random() < 0.35,
+                         favourite=self.random.choice(CATEGORIES))
             for n in range(customers)
         ]
 
@@ -66,7 +78,20 @@ class DemoTraffic:
         customer = self.random.choice(self.customers)
         if self.random.random() < self.malformed:
             return self._malformed(customer)
+        if self.random.random() < PRODUCT_SHARE:
+            return self._product()
         return self._encode(customer, self._event(customer))
+
+    def _product(self) -> Message:
+        """A new product in a category and brand of the shop (keyed by its SKU)."""
+        self.counter += 1
+        sku = f"new-{self.run}-{self.counter}"
+        category, brand = self.random.choice(CATEGORIES), self.random.choice(BRANDS)
+        event = {"event_id": f"demo-{self.run}-{self.counter:09d}", "type": "product.published",
+                 "occurred_at": self.now.isoformat(), "sku": sku,
+                 "title": f"{brand} {category} no. {self.counter}", "category": category,
+                 "brand": brand, "price": f"{self.random.randint(5, 60)}.90", "currency": "USD"}
+        return TOPIC_OF_TYPE[event["type"]], sku.encode(), orjson.dumps(event)
 
     def strangers(self) -> list[DemoCustomer]:
         """The customers who have no valid event yet."""
@@ -92,11 +117,15 @@ class DemoTraffic:
             **fields,
         }
 
-    def _lines(self) -> list[dict[str, Any]]:
+    def _lines(self, c: DemoCustomer) -> list[dict[str, Any]]:
         lines = []
-        for sku, price, cost in self.random.sample(SKUS, self.random.randint(1, 3)):
+        # Loyal customers mostly buy from their favourite category.
+        liked = [sku for sku in SKUS if sku[3] == c.favourite]
+        pool = liked if c.loyal and self.random.random() < 0.8 else SKUS
+        for sku, price, cost, category, brand in self.random.sample(
+                pool, self.random.randint(1, min(3, len(pool)))):
             line: dict[str, Any] = {"sku": sku, "quantity": self.random.randint(1, 3),
-                                    "unit_price": price}
+                                    "unit_price": price, "category": category, "brand": brand}
             if self.random.random() < 0.3:
                 line["list_price"] = f"{float(price) * 1.2:.2f}"
             if cost:
@@ -116,7 +145,7 @@ class DemoTraffic:
             term = timedelta(hours=1) if self.random.random() < 0.2 else timedelta(days=14)
             due = self.now + term
             return self._base(c, "order.placed", order_id=order_id, currency=currency,
-                              lines=self._lines(), payment_due_at=due.isoformat())
+                              lines=self._lines(c), payment_due_at=due.isoformat())
         if r < 0.36 and c.orders:
             kind = self.random.choices(
                 ["order.paid", "order.amended", "order.cancelled", "order.refunded"],
@@ -125,7 +154,7 @@ class DemoTraffic:
             order_id = c.unpaid.pop(0) if paying else self.random.choice(c.orders)
             fields: dict[str, Any] = {"order_id": order_id}
             if kind == "order.amended":
-                fields["lines"] = self._lines()
+                fields["lines"] = self._lines(c)
             elif kind == "order.refunded":
                 fields["amount"] = "5.00"
             return self._base(c, kind, **fields)
@@ -139,6 +168,13 @@ class DemoTraffic:
             c.tickets.append(ticket_id)
             priority = self.random.choice(["low", "normal", "normal", "high", "urgent"])
             return self._base(c, "ticket.opened", ticket_id=ticket_id, priority=priority)
+        if r < 0.475:
+            kind, value = self.random.choice(
+                [("category", c.favourite), ("category", self.random.choice(CATEGORIES)),
+                 ("brand", self.random.choice(BRANDS))])
+            change = "interest.unsubscribed" if self.random.random() < 0.15 else (
+                "interest.subscribed")
+            return self._base(c, change, kind=kind, value=value)
         if c.messages and self.random.random() < 0.55:
             kind = self.random.choices(
                 ["email.opened", "email.clicked", "email.bounced", "email.unsubscribed"],
@@ -160,7 +196,7 @@ class DemoTraffic:
             event = self._base(c, "email.sent", message_id="m-x")
             return "email-events", b"someone-else", orjson.dumps(event)
         event = self._base(c, "order.placed", order_id=f"{c.customer_id}-xx", currency="XTS",
-                           lines=self._lines())
+                           lines=self._lines(c))
         return "orders", key, orjson.dumps(event)
 
 

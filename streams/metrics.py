@@ -64,6 +64,10 @@ PARTITION_CLOCK = Gauge(
     "How far each owned partition's time-driven work has run (seconds since 1970)",
     ["partition"],
 )
+CO_PURCHASES_LEARNED = Counter(
+    "valuestream_co_purchases_learned",
+    "Co-purchase records taken into this worker's cross-sell model",
+)
 RESTORED = Counter(
     "valuestream_restored_records",
     "State changelog records applied while restoring partitions",

@@ -8,6 +8,7 @@ second. A record that does not parse is logged and ignored; the previous paramet
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
@@ -17,7 +18,6 @@ from streams.domain.models import DEFAULT_PARAMS, load_params
 from streams.domain.predict import Predictor
 from streams.metrics import MODEL_FITTED
 from streams.settings import Settings
-from streams.topics import MODEL_PARAMS
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,12 @@ class ModelRegistry:
         return True
 
 
-async def follow_model_params(settings: Settings, registry: ModelRegistry) -> None:
+async def follow_topic(settings: Settings, topic: str,
+                       offer: Callable[[bytes | None], object]) -> None:
+    """Read every record of a topic, from its beginning and for ever, without a consumer
+    group (every worker reads it whole), handing each value to ``offer``."""
     consumer = AIOKafkaConsumer(
-        settings.topic(MODEL_PARAMS),
+        topic,
         **async_options(settings),
         group_id=None,
         auto_offset_reset="earliest",
@@ -56,6 +59,6 @@ async def follow_model_params(settings: Settings, registry: ModelRegistry) -> No
     await consumer.start()
     try:
         async for record in consumer:
-            registry.offer(record.value)
+            offer(record.value)
     finally:
         await consumer.stop()

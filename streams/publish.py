@@ -22,7 +22,7 @@ from kafka import KafkaProducer
 from rich.console import Console
 from rich.progress import Progress
 
-from schemas.events import TOPIC_OF_TYPE
+from schemas.events import KEY_OF_TOPIC, TOPIC_OF_TYPE
 from streams.clients import connect, sync_options
 from streams.decode import Invalid, decode
 from streams.settings import Settings
@@ -48,12 +48,15 @@ def route(event: Any) -> tuple[str, bytes]:
     """The topic (without prefix) and key of an event; ValueError says why it has none."""
     if not isinstance(event, dict):
         raise ValueError("not a JSON object")
-    event_type, customer_id = event.get("type"), event.get("customer_id")
+    event_type = event.get("type")
     if not isinstance(event_type, str) or event_type not in TOPIC_OF_TYPE:
         raise ValueError(f"unknown or missing event type {event_type!r}")
-    if not isinstance(customer_id, str) or not customer_id:
-        raise ValueError("missing customer_id")
-    return TOPIC_OF_TYPE[event_type], customer_id.encode()
+    topic = TOPIC_OF_TYPE[event_type]
+    key_field = KEY_OF_TOPIC[topic]  # customer_id, or a product's sku
+    key = event.get(key_field)
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"missing {key_field}")
+    return topic, key.encode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -526,6 +526,8 @@ class _FollowUpOverrides(BaseModel):
     warm_lead_clicks: PositiveInt = 2
     warm_lead_window_days: PositiveFloat = 14
     warm_lead_quiet_days: PositiveFloat = 30
+    cross_sell_after_days: PositiveFloat = 14
+    cross_sell_min_score: NonNegativeFloat = 0.25
     cooldown_days: NonNegativeFloat = 30
     cap: PositiveInt = 2
     cap_window_days: PositiveFloat = 7
@@ -548,6 +550,8 @@ def _follow_up_rules(value: str) -> FollowUpRules:
         warm_lead_clicks=o.warm_lead_clicks,
         warm_lead_window=days(o.warm_lead_window_days),
         warm_lead_quiet=days(o.warm_lead_quiet_days),
+        cross_sell_after=days(o.cross_sell_after_days),
+        cross_sell_min_score=o.cross_sell_min_score,
         cooldown=days(o.cooldown_days),
         cap=o.cap,
         cap_window=days(o.cap_window_days),

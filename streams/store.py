@@ -8,11 +8,14 @@ Keys start with a kind and the partition (2 bytes, big-endian):
   (microseconds since 1970, offset by 2^63 so that byte order is time order);
 * ``x`` partition expiry marker_name -> b"": erasure markers by the wall-clock time they
   expire, ordered the same way;
+* ``i`` partition interest customer_id -> b"": the interest index, the customers a published
+  product may interest (``interests.index_keys``), by an 8-byte hash of the interest;
 * ``m`` partition name -> bookkeeping: ``changelog`` (the next changelog offset the local
   records do not reflect yet) and ``counts`` (customers with a profile by churn level).
 
 Only the records are on the changelog. The indexes and the counts are derived from the
-records' headers: a restore from the changelog rebuilds them as it goes, and every batch
+records (their headers; for the interest index, the states the header flags as indexed):
+a restore from the changelog rebuilds them as it goes, and every batch
 updates them in the same atomic write as the records and the changelog position, so they
 always agree with the records.
 
@@ -25,17 +28,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from hashlib import blake2b
 from itertools import islice
 from pathlib import Path
 
 import orjson
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
 
-from streams.codec import NO_DEADLINE, Header, read_header
+from streams.codec import NO_DEADLINE, Header, decode_state, read_header
 from streams.domain.churn import LEVELS
 from streams.domain.state import CustomerState
 
-CUSTOMER, DUE, EXPIRY, META = b"c", b"d", b"x", b"m"
+CUSTOMER, DUE, EXPIRY, INTEREST, META = b"c", b"d", b"x", b"i", b"m"
 _SHIFT = 2**63
 
 
@@ -58,6 +62,11 @@ def index_key(partition: int, header: Header, name: bytes) -> bytes | None:
     return _timed_key(EXPIRY if header.marker else DUE, partition, header.deadline_us, name)
 
 
+def interest_key(partition: int, interest: str, name: bytes = b"") -> bytes:
+    return (INTEREST + _part(partition) + blake2b(interest.encode(), digest_size=8).digest()
+            + name)
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """A record to store (None: delete it), with what the indexes need of the one before."""
@@ -66,6 +75,8 @@ class Change:
     name: bytes  # the customer id (UTF-8) or a marker's name
     record: bytes | None
     before: Header | None  # the previous record's header; None if there was none
+    unindexed: tuple[str, ...] = ()  # interests the customer leaves in the interest index
+    indexed: tuple[str, ...] = ()  # and joins
 
 
 class LocalStore:
@@ -122,6 +133,18 @@ class LocalStore:
             iterator.next()
         return found
 
+    def interested(self, partition: int, interests: list[str]) -> set[str]:
+        """The customers the interest index lists under any of these interests."""
+        found: set[str] = set()
+        for interest in interests:
+            prefix = interest_key(partition, interest)
+            iterator = self.db.iter()
+            iterator.seek(prefix)
+            while iterator.valid() and (key := iterator.key()).startswith(prefix):
+                found.add(key[len(prefix):].decode())
+                iterator.next()
+        return found
+
     def customers(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
         """Every record of a partition, by name (for tests and tools)."""
         prefix = CUSTOMER + _part(partition)
@@ -154,6 +177,8 @@ class LocalStore:
         touched: set[int] = set(positions)
         for change in changes:
             self._put(batch, change.partition, change.name, change.before, change.record)
+            self._index(batch, change.partition, change.name, change.unindexed, change.indexed,
+                        erased=change.record is None)
             touched.add(change.partition)
         for partition, position in positions.items():
             batch.put(META + _part(partition) + b"changelog", str(position).encode())
@@ -171,13 +196,15 @@ class LocalStore:
             stored = self.db.get(customer_key(partition, name))
             before = read_header(stored) if stored is not None else None
             self._put(batch, partition, name, before, record)
+            self._index(batch, partition, name, _indexed(stored), _indexed(record),
+                        erased=record is None)
         batch.put(META + _part(partition) + b"changelog", str(position).encode())
         batch.put(META + _part(partition) + b"counts", orjson.dumps(self.counts[partition]))
         self.db.write(batch)
 
     def wipe(self, partition: int) -> None:
         """Forget everything local of a partition (before a restore from scratch)."""
-        for kind in (CUSTOMER, DUE, EXPIRY, META):
+        for kind in (CUSTOMER, DUE, EXPIRY, INTEREST, META):
             start, end = kind + _part(partition), kind + _part(partition + 1)
             self.db.delete_range(start, end)
             self.erased.append((start, end))
@@ -202,6 +229,17 @@ class LocalStore:
         self.db = Rdict(str(self.path), self._options)
         self.erased.clear()
 
+    def _index(self, batch: WriteBatch, partition: int, name: bytes,
+               unindexed: tuple[str, ...], indexed: tuple[str, ...], erased: bool) -> None:
+        for interest in unindexed:
+            if interest not in indexed:
+                key = interest_key(partition, interest, name)
+                batch.delete(key)
+                if erased:  # the key names the customer: purge it from the files too
+                    self.erased.append((key, key + b"\x00"))
+        for interest in indexed:
+            batch.put(interest_key(partition, interest, name), b"")
+
     def _put(self, batch: WriteBatch, partition: int, name: bytes, before: Header | None,
              record: bytes | None) -> None:
         counts = self.counts[partition]
@@ -223,6 +261,13 @@ class LocalStore:
             batch.put(new, b"")
         if after.has_profile:
             counts[after.level] += 1
+
+
+def _indexed(record: bytes | None) -> tuple[str, ...]:
+    """The interests a stored record is indexed under."""
+    if record is None or not read_header(record).indexed:
+        return ()
+    return tuple(decode_state(record).indexed)
 
 
 class StateCache:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -42,6 +43,17 @@ def state_changelog_topic(settings: Settings) -> str:
     return f"{settings.group_id}-customer-state"
 
 
+def co_purchases_topic(settings: Settings) -> str:
+    """Internal: what each placed order adds to the cross-sell model (SKUs only, no
+    customer data), read whole by every worker."""
+    return f"{settings.group_id}-co-purchases"
+
+
+# How long co-purchases count in the cross-sell model. They hold no customer's data, so the
+# erasure bound does not apply to them.
+CO_PURCHASE_MEMORY = timedelta(days=365)
+
+
 def _ms(duration: timedelta) -> str:
     return str(max(1, int(duration.total_seconds() * 1000)))
 
@@ -79,6 +91,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     specs = [TopicSpec(settings.topic(t), n, kept, copartitioned=True) for t in INPUT_TOPICS]
     specs += [
         TopicSpec(state_changelog_topic(settings), n, changelog, copartitioned=True),
+        TopicSpec(co_purchases_topic(settings), n,
+                  {"cleanup.policy": "delete", "retention.ms": _ms(CO_PURCHASE_MEMORY),
+                   **durable}, copartitioned=True),
         TopicSpec(settings.topic(CUSTOMER_VALUE), n, {**compacted_configs(bound), **durable},
                   copartitioned=True),
         TopicSpec(settings.topic(CHURN_RISK), n, kept, copartitioned=True),
@@ -115,9 +130,25 @@ def ensure_topics(settings: Settings) -> TopicsReport:
                                               topic_configs=dict(spec.config))])
         present = [s for s in specs if s.name in existing]
         _check_partitions(admin, [s for s in present if s.copartitioned])
+        _wait_for_leaders(admin, missing)
         return TopicsReport([s.name for s in missing], _update_configs(admin, present))
     finally:
         admin.close()
+
+
+def _wait_for_leaders(admin: KafkaAdminClient, specs: list[TopicSpec],
+                      timeout: float = 30.0) -> None:
+    """Until every partition of the new topics has a leader: a consumer group formed before
+    that would see some of its topics without partitions and assign nothing."""
+    deadline = time.monotonic() + timeout
+    while specs and time.monotonic() < deadline:
+        described = admin.describe_topics([s.name for s in specs])
+        led = {t.get("name", t.get("topic")): sum(p.get("leader_id", p.get("leader", -1)) >= 0
+                                                   for p in t["partitions"])
+               for t in described if not t.get("error_code")}
+        if all(led.get(s.name) == s.partitions for s in specs):
+            return
+        time.sleep(0.2)
 
 
 def _check_partitions(admin: KafkaAdminClient, specs: list[TopicSpec]) -> None:

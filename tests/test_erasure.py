@@ -26,7 +26,8 @@ from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 from harness.kafka import Record, event, neighbours, produce, read_topic
 from harness.worker import Worker, http_get
 from streams.codec import marker_name
-from streams.topics import INPUT_TOPICS
+from streams.settings import Settings
+from streams.topics import INPUT_TOPICS, topic_specs
 
 pytestmark = pytest.mark.kafka
 BOUND = timedelta(seconds=40)
@@ -203,11 +204,23 @@ def test_topics_applies_the_bound_to_existing_topics(kafka_bootstrap: str,
                               capture_output=True, text=True, timeout=120, check=True)
         return done.stdout
 
+    def specs(bound: str) -> dict[str, dict[str, str]]:
+        settings = Settings.from_env({"VALUESTREAM_TOPIC_PREFIX": f"{namespace}-",
+                                      "VALUESTREAM_APP_ID": namespace,
+                                      "VALUESTREAM_ERASURE_BOUND": bound})
+        return {spec.name: dict(spec.config) for spec in topic_specs(settings)}
+
+    # The topics whose settings come from the bound: all but model-params and co-purchases
+    # (no customer's data in them).
+    bound_by = {name for name, config in specs("30d").items() if config != specs("10d")[name]}
+    assert len(bound_by) == len(specs("30d")) - 2
     first = topics("30d")
-    assert "created 10 topic(s)" in first and "updated the settings of 0 topic(s)" in first
+    assert f"created {len(specs('30d'))} topic(s)" in first
+    assert "updated the settings of 0 topic(s)" in first
     assert "updated the settings of 0 topic(s)" in topics("30d")  # nothing to do
     second = topics("10d")
-    assert "created 0 topic(s)" in second and "updated the settings of 9 topic(s)" in second
+    assert "created 0 topic(s)" in second
+    assert f"updated the settings of {len(bound_by)} topic(s)" in second
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap.split(","))
     try:
         day = 24 * 3600 * 1000

@@ -141,6 +141,12 @@ def scripted_history() -> list[tuple[datetime, Record]]:
     s.ticket("yan", "resolved", at(8, 23.25))
     s.order("zoe", at(-20, 9), amount="2000.00")  # platinum from her second order
     s.order("zoe", at(-10, 9), amount="2000.00")
+    # abe subscribes to tea; a new tea arrives in the catalog on day 6 (keyed by its SKU)
+    s.events.append((at(0, 9), event("interest.subscribed", "abe-0", "abe", iso(at(0, 9)),
+                                     kind="category", value="tea")))
+    s.events.append((at(6, 9), ("catalog", b"new-tea", orjson.dumps({
+        "event_id": "p1", "type": "product.published", "occurred_at": iso(at(6, 9)),
+        "sku": "new-tea", "category": "tea"}))))
     # The clock: other customers' daily events on every partition, around jo's changes and
     # then daily, so that every partition's event time passes every due time above.
     clocks = one_per_partition("clock")
@@ -162,6 +168,7 @@ def one_per_partition(prefix: str) -> list[str]:
 
 
 EXPECTED = sorted([
+    ("abe", "new_in_favourite", iso(at(6, 9))),
     ("ada", "first_order_check_in", iso(at(7, 10))),
     ("ben", "reorder_due", iso(at(10, 10))),
     ("dee", "ticket_follow_up", iso(at(4, 8))),
@@ -247,13 +254,15 @@ def run(make_worker: Callable[..., Worker], kafka_bootstrap: str, name: str,
 def test_a_flat_out_replay_emits_exactly_what_a_paced_one_does(
         make_worker: Callable[..., Worker], kafka_bootstrap: str, namespace: str) -> None:
     history = scripted_history()
-    customers = {orjson.loads(r[2])["customer_id"] for _, r in history}
+    customers = {orjson.loads(r[2]).get("customer_id") for _, r in history} - {None}
     assert len({c for c in customers if not c.startswith("clock")}) >= 20
 
     churn, follow_ups = run(make_worker, kafka_bootstrap, f"{namespace}paced", history,
                             paced=True)
     assert sorted((c, r, d) for c, r, d, _ in follow_ups) == EXPECTED
-    assert {r for _, r, _ in EXPECTED} == set(REASONS)  # every reason is covered
+    # Every reason is covered but cross_sell, which depends on the live co-purchase model
+    # (README, *Cross-sell*; tests/test_cross_sell.py): the script's orders buy one SKU.
+    assert {r for _, r, _ in EXPECTED} == set(REASONS) - {"cross_sell"}
     assert not {(c, r) for c, r, _, _ in follow_ups} & NOT_SENT
     assert len({i for *_, i in follow_ups}) == len(follow_ups)
     changes = {(c, p, n) for c, p, n, _, _ in churn}

@@ -19,17 +19,23 @@ from schemas.events import (
     EmailEvent,
     ErasureRequested,
     Event,
+    InterestChanged,
     OrderAmended,
     OrderCancelled,
     OrderLine,
     OrderPaid,
     OrderPlaced,
     OrderRefunded,
+    ProductPublished,
     TicketEvent,
     TicketOpened,
     TicketRated,
     TicketResolved,
 )
+from streams.domain.copurchase import CoPurchase, co_purchase
+from streams.domain.followups import new_in_favourite
+from streams.domain.history import live_orders
+from streams.domain.interests import index_keys, line_spend, subscribe
 from streams.domain.rules import Rules
 from streams.domain.state import (
     ZERO,
@@ -42,7 +48,7 @@ from streams.domain.state import (
     id_hash,
 )
 
-Outcome = Literal["applied", "duplicate", "parked", "dead_letter"]
+Outcome = Literal["applied", "duplicate", "parked", "dead_letter", "not_matched"]
 OrderFollowUp = OrderAmended | OrderCancelled | OrderRefunded | OrderPaid
 CLICK_MEMORY = timedelta(days=90)  # click times kept for the warm-lead rule
 SECONDS_PER_DAY = 86_400
@@ -68,17 +74,26 @@ class Applied:
     rejected: list[Rejected] = field(default_factory=list)
     # Parked events applied because their order arrived (each counted as applied then).
     unparked: int = 0
+    co_purchase: CoPurchase | None = None  # what a placed order adds to the cross-sell model
 
 
-def apply_event(state: CustomerState | None, event: Event, source: Source, now: datetime,
-                rules: Rules) -> tuple[CustomerState | None, Applied]:
+def apply_event(state: CustomerState | None, event: Event | ProductPublished, source: Source,
+                now: datetime, rules: Rules) -> tuple[CustomerState | None, Applied]:
     """Apply one validated event at processor time ``now``; return the state after it
-    (``None``: nothing is stored for the customer) and what happened."""
+    (``None``: nothing is stored for the customer) and what happened. A published product
+    reaches every customer it may interest (``interests.index_keys``) and changes only
+    those it matches: a ``new_in_favourite`` follow-up becomes pending."""
     if state is not None and state.erased_at is not None and event.occurred_at <= state.erased_at:
         return state, Applied("duplicate", changed=False)  # superseded by the erasure
     event_key = id_hash(event.event_id)
     if state is not None and event_key in state.seen:
         return state, Applied("duplicate", changed=False)
+    if isinstance(event, ProductPublished):
+        if state is None or not state.has_profile or not new_in_favourite(
+                state, event, rules.follow_ups):
+            return state, Applied("not_matched", changed=False)
+        _remember(state, event_key, now, rules)
+        return state, Applied("applied", changed=True)
     if isinstance(event, ErasureRequested):
         marker = CustomerState(customer_id=event.customer_id, erased_at=event.occurred_at)
         return marker, Applied("applied", changed=True, erased=True)
@@ -87,9 +102,15 @@ def apply_event(state: CustomerState | None, event: Event, source: Source, now: 
         state = CustomerState(customer_id=event.customer_id)
     _remember(state, event_key, now, rules)
     if isinstance(event, OrderPlaced | OrderAmended | OrderCancelled | OrderRefunded | OrderPaid):
-        return state, _apply_order_event(state, event, event_key, source, now, rules)
+        applied = _apply_order_event(state, event, event_key, source, now, rules)
+        if applied.changed and not isinstance(event, OrderPaid):
+            _reindex(state, rules)
+        return state, applied
     if isinstance(event, EmailEvent):
         _apply_email_event(state, event)
+    elif isinstance(event, InterestChanged):
+        subscribe(state, event)
+        _reindex(state, rules)
     else:
         _apply_ticket_event(state, event)
     _touch(state, event.occurred_at)
@@ -128,6 +149,7 @@ def _apply_order_event(state: CustomerState, event: OrderPlaced | OrderFollowUp,
     _touch(state, event.occurred_at)
     applied = Applied("applied", changed=True)
     if isinstance(event, OrderPlaced):
+        applied.co_purchase = co_purchase(state, event.order_id, state.orders[event.order_id])
         _unpark(state, event.order_id, rules, applied)
     return applied
 
@@ -170,10 +192,11 @@ def _apply_to_order(state: CustomerState, event: OrderPlaced | OrderFollowUp,
             raise Rejection("unknown_currency",
                             f"no exchange rate from {event.currency} to {rules.currency}")
         revenue, discount, cost = _price_lines(event.lines, rate, rules.default_margin)
+        spend, skus = _line_interests(event.lines, rate)
         state.orders[event.order_id] = Order(
             placed_at=event.occurred_at, currency=event.currency, fx_rate=rate,
             revenue=revenue, discount=discount, cost=cost, lines_at=event.occurred_at,
-            payment_due_at=event.payment_due_at)
+            payment_due_at=event.payment_due_at, spend=spend, skus=skus)
         return
 
     order = state.orders[event.order_id]
@@ -184,6 +207,7 @@ def _apply_to_order(state: CustomerState, event: OrderPlaced | OrderFollowUp,
         if event.occurred_at >= order.lines_at:  # an older amendment arriving late loses
             order.revenue, order.discount, order.cost = _price_lines(
                 event.lines, order.fx_rate, rules.default_margin)
+            order.spend, order.skus = _line_interests(event.lines, order.fx_rate)
             order.lines_at = event.occurred_at
     elif isinstance(event, OrderCancelled):
         if order.cancelled:
@@ -223,6 +247,15 @@ def _price_lines(lines: Sequence[OrderLine], rate: Decimal, default_margin: Deci
         else:
             cost += line_revenue * (1 - default_margin)
     return revenue * rate, discount * rate, cost * rate
+
+
+def _line_interests(lines: Sequence[OrderLine], rate: Decimal) -> tuple[dict[str, Decimal],
+                                                                         list[str]]:
+    """Revenue by interest (base currency) and the SKUs of a set of lines."""
+    spend: dict[str, Decimal] = {}
+    for line in lines:
+        line_spend(line.category, line.brand, line.quantity * line.unit_price * rate, spend)
+    return spend, sorted({line.sku for line in lines})
 
 
 # --- tickets and emails --------------------------------------------------------------------
@@ -279,6 +312,11 @@ def _remember(state: CustomerState, event_key: int, now: datetime, rules: Rules)
             break
         del seen[oldest]
     seen[event_key] = today
+
+
+def _reindex(state: CustomerState, rules: Rules) -> None:
+    """Keep ``indexed`` current: what a published product may match the customer by."""
+    state.indexed = index_keys(state, live_orders(state), rules.interests)
 
 
 def _touch(state: CustomerState, occurred_at: datetime) -> None:

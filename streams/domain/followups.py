@@ -21,13 +21,23 @@ from decimal import Decimal
 from itertools import pairwise
 from typing import Any
 
+from schemas.events import ProductPublished
 from streams.domain.churn import ChurnRisk
 from streams.domain.history import PurchaseHistory
+from streams.domain.interests import matches
 from streams.domain.money import money
 from streams.domain.state import CustomerState, Order, PendingFollowUp, Ticket
 
 TOP_TIERS = ("gold", "platinum")
 DONE_MEMORY = timedelta(days=120)  # longer than any due date stays relevant
+MATCHED = "matched:"  # a new_in_favourite's detail: "matched:<interest>" -> why
+# Whether a cross_sell goes out depends on the co-purchase model, which every worker learns
+# live from all partitions' orders: a replay can see it at another stage than a live run
+# did. So that it cannot move any other follow-up (which stay exactly replayable), it is
+# outside the cap (neither held by it nor counted in it), and is made pending after every
+# order whatever its cool-down (checked when it falls due): its due times, and so the
+# customer's decision times, do not depend on the model (README, *Cross-sell*).
+LIVE_MODEL = frozenset({"cross_sell"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +64,11 @@ REASONS: dict[str, Reason] = {
                                    "Ask how the first order went and offer help"),
     "vip_thank_you": Reason(30, timedelta(days=14),
                             "Thank the customer personally for being one of the best"),
+    "cross_sell": Reason(35, timedelta(days=7),
+                         "Suggest the products that go with what the customer bought"),
+    "new_in_favourite": Reason(45, timedelta(days=7),
+                               "Tell the customer about the new product in a category or "
+                               "brand they like"),
 }
 
 
@@ -67,6 +82,8 @@ class FollowUpRules:
     warm_lead_clicks: int = 2
     warm_lead_window: timedelta = timedelta(days=14)
     warm_lead_quiet: timedelta = timedelta(days=30)
+    cross_sell_after: timedelta = timedelta(days=14)
+    cross_sell_min_score: float = 0.25  # of a recommendation (``copurchase``)
     cooldown: timedelta = timedelta(days=30)
     cap: int = 2
     cap_window: timedelta = timedelta(days=7)
@@ -113,21 +130,45 @@ def plan(state: CustomerState, at: datetime, facts: ValueFacts,
     for item in dropped:
         del state.followups[item.reason]
     for reason, due_at, subject in _candidates(state, at, facts, rules):
-        if reason in state.followups:
-            continue  # one is pending for this reason
-        last = state.followups_sent.get(reason)
-        if last is not None and due_at < last + rules.cooldown:
-            continue  # in its cool-down: not even pending
-        candidate = PendingFollowUp(reason=reason, due_at=due_at,
-                                    expires_at=due_at + REASONS[reason].valid_for,
-                                    subject=subject)
-        if candidate.key not in state.followups_done:  # not handled already
-            state.followups[reason] = candidate
+        offer(state, reason, due_at, subject, rules)
     state.value_tier = facts.tier
     horizon = at - DONE_MEMORY
     if any(d <= horizon for d in state.followups_done.values()):
         state.followups_done = {k: d for k, d in state.followups_done.items() if d > horizon}
     return dropped
+
+
+def offer(state: CustomerState, reason: str, due_at: datetime, subject: str,
+          rules: FollowUpRules, detail: dict[str, str] | None = None) -> bool:
+    """Make a follow-up pending unless one is pending for its reason, its reason is in its
+    cool-down at ``due_at``, or the same one was handled already. Returns whether it was."""
+    if reason in state.followups:
+        return False
+    last = state.followups_sent.get(reason)
+    if last is not None and due_at < last + rules.cooldown and reason not in LIVE_MODEL:
+        return False  # in its cool-down: not even pending
+    candidate = PendingFollowUp(reason=reason, due_at=due_at,
+                                expires_at=due_at + REASONS[reason].valid_for,
+                                subject=subject, detail=detail)
+    if candidate.key in state.followups_done:
+        return False
+    state.followups[reason] = candidate
+    return True
+
+
+def new_in_favourite(state: CustomerState, product: ProductPublished,
+                     rules: FollowUpRules) -> bool:
+    """A published product the customer may like: pending at once (due at the product's
+    time) if it matches (``interests.matches``). Returns whether it was offered."""
+    matched = matches(state, product)
+    if not matched:
+        return False
+    detail = {name: value for name in ("sku", "title", "category", "brand", "currency")
+              if (value := getattr(product, name)) is not None}
+    if product.price is not None:
+        detail["price"] = money(product.price)
+    detail.update((f"{MATCHED}{name}", why) for name, why in matched)
+    return offer(state, "new_in_favourite", product.occurred_at, product.sku, rules, detail)
 
 
 def fire(state: CustomerState, at: datetime, now: datetime, facts: ValueFacts,
@@ -148,21 +189,23 @@ def fire(state: CustomerState, at: datetime, now: datetime, facts: ValueFacts,
             dropped.append(Dropped(pending.reason, "condition"))
         elif last is not None and at < last + rules.cooldown:
             dropped.append(Dropped(pending.reason, "cool_down"))
-        elif (free_at := _cap_frees_at(state, at, rules)) is not None:
+        elif pending.reason not in LIVE_MODEL and (
+                free_at := _cap_frees_at(state, at, rules)) is not None:
             if free_at < pending.expires_at:
                 state.followups[pending.reason] = PendingFollowUp(
                     reason=pending.reason, due_at=free_at, expires_at=pending.expires_at,
-                    subject=pending.subject)
+                    subject=pending.subject, detail=pending.detail)
             else:
                 dropped.append(Dropped(pending.reason, "cap"))
         else:
             state.followups_sent[pending.reason] = at
-            state.followup_times = [t for t in state.followup_times
-                                    if t > at - rules.cap_window] + [at]
+            if pending.reason not in LIVE_MODEL:
+                state.followup_times = [t for t in state.followup_times
+                                        if t > at - rules.cap_window] + [at]
             emitted.append(FollowUp(
                 reason=pending.reason, due_at=pending.due_at, expires_at=pending.expires_at,
                 priority=priority(pending.reason, facts), subject=pending.subject,
-                context=_context(state, pending, facts)))
+                context=_context(state, pending, facts, rules)))
     return emitted, dropped
 
 
@@ -206,6 +249,9 @@ def _candidates(state: CustomerState, at: datetime, facts: ValueFacts,
         found.append(("warm_lead", at, "clicks"))
     if facts.tier == "platinum" and state.value_tier != "platinum":
         found.append(("vip_thank_you", at, "platinum"))
+    if live:
+        last = live[-1].placed_at
+        found.append(("cross_sell", last + rules.cross_sell_after, last.isoformat()))
     return found
 
 
@@ -236,6 +282,9 @@ def _holds(state: CustomerState, pending: PendingFollowUp, at: datetime, facts: 
         return len(live) == 1 and not _ticket_opened_since(state, live[0].placed_at)
     if reason == "reorder_due":
         return bool(live) and live[-1].placed_at.isoformat() == subject
+    if reason == "cross_sell":  # no order since, and something worth suggesting
+        return (bool(live) and live[-1].placed_at.isoformat() == subject
+                and bool(_cross_sell(state, rules)))
     ticket = state.tickets.get(subject)
     if reason == "ticket_follow_up":
         return ticket is not None and not ticket.is_open
@@ -247,7 +296,15 @@ def _holds(state: CustomerState, pending: PendingFollowUp, at: datetime, facts: 
         return state.churn_level == "high"
     if reason == "warm_lead":
         return _warm(state, at, facts, rules)
+    if reason == "new_in_favourite":
+        return pending.detail is not None and bool(matches(state, pending.detail))
     return state.value_tier == "platinum"  # vip_thank_you
+
+
+def _cross_sell(state: CustomerState, rules: FollowUpRules) -> list[tuple[str, float]]:
+    """The customer's recommended products that score at least the threshold."""
+    return [(sku, score) for sku, score in state.recommended
+            if score >= rules.cross_sell_min_score]
 
 
 def _overdue_at(ticket: Ticket, rules: FollowUpRules) -> datetime:
@@ -271,8 +328,8 @@ def _warm(state: CustomerState, at: datetime, facts: ValueFacts, rules: FollowUp
     return recent >= rules.warm_lead_clicks and not recent_order
 
 
-def _context(state: CustomerState, pending: PendingFollowUp, facts: ValueFacts
-             ) -> dict[str, Any]:
+def _context(state: CustomerState, pending: PendingFollowUp, facts: ValueFacts,
+             rules: FollowUpRules) -> dict[str, Any]:
     """The facts behind the reason, enough to act without a second lookup."""
     clv = money(facts.clv) if facts.clv is not None else None
     context: dict[str, Any] = {"value_tier": facts.tier, "predicted_clv_365d": clv}
@@ -288,4 +345,12 @@ def _context(state: CustomerState, pending: PendingFollowUp, facts: ValueFacts
                                  "reasons": list(facts.churn.score.reasons)}
     if pending.reason == "warm_lead":
         context["recent_clicks"] = len(state.emails.click_times)
+    if pending.reason == "cross_sell":
+        context["products"] = [{"sku": sku, "score": score}
+                               for sku, score in _cross_sell(state, rules)]
+    if pending.reason == "new_in_favourite" and pending.detail is not None:
+        detail = pending.detail
+        context["product"] = {k: v for k, v in detail.items() if not k.startswith(MATCHED)}
+        context["matched"] = [{"interest": k.removeprefix(MATCHED), "why": why}
+                              for k, why in detail.items() if k.startswith(MATCHED)]
     return context

@@ -11,9 +11,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from schemas.outputs import ChurnRiskView, PendingFollowUpView, Profile, RfmView
+from schemas.outputs import (
+    ChurnRiskView,
+    InterestsView,
+    InterestView,
+    PendingFollowUpView,
+    Profile,
+    RecommendationView,
+    RfmView,
+    SubscriptionView,
+)
 from streams.domain.churn import ChurnRisk, current_churn
 from streams.domain.history import PurchaseHistory, live_orders, purchase_history
+from streams.domain.interests import InterestRules, ranked, split, subscribed
 from streams.domain.money import money
 from streams.domain.predict import Predictor
 from streams.domain.rules import Rules
@@ -150,7 +160,26 @@ def build_profile(state: CustomerState, as_of: datetime, rules: Rules,
         rfm=_rfm(predictor, history, as_of),
         value_tier=prediction.value_tier if prediction else None,
         follow_ups=pending_follow_ups(state),
+        interests=interests_view(state, live, as_of, rules.interests),
+        recommended_products=[RecommendationView(sku=sku, score=score)
+                              for sku, score in state.recommended],
     )
+
+
+def interests_view(state: CustomerState, live: list[Order], as_of: datetime,
+                   rules: InterestRules) -> InterestsView:
+    top: dict[str, list[InterestView]] = {"category": [], "brand": []}
+    for interest in ranked(live, as_of, rules):
+        shown = top[interest.kind]
+        if len(shown) < rules.top:
+            shown.append(InterestView(value=interest.value, score=money(interest.score),
+                                      share=rate(interest.share, 1) or 0.0,
+                                      favourite=interest.favourite))
+    return InterestsView(
+        categories=top["category"], brands=top["brand"],
+        subscribed=[SubscriptionView(kind=kind, value=value, since=since)
+                    for kind, value, since in ((*split(name), at)
+                                               for name, at in subscribed(state))])
 
 
 def pending_follow_ups(state: CustomerState) -> list[PendingFollowUpView]:

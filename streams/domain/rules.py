@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from streams.domain.churn_rules import ChurnRules
 from streams.domain.followups import FollowUpRules
+from streams.domain.interests import InterestRules
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,3 +24,4 @@ class Rules:
     max_parked_bytes: int  # their original bytes together
     churn: ChurnRules = field(default_factory=ChurnRules)
     follow_ups: FollowUpRules = field(default_factory=FollowUpRules)
+    interests: InterestRules = field(default_factory=InterestRules)

@@ -42,6 +42,10 @@ class Order(Struct, array_like=True, gc=False):
     cancelled: bool = False
     amended: bool = False
     paid_at: datetime | None = None
+    # Revenue of the current lines by interest ("category:Books", "brand:Acme"), in the base
+    # currency, and the SKUs in them (what the customer has bought).
+    spend: dict[str, Decimal] = {}
+    skus: list[str] = []
 
     @property
     def margin(self) -> Decimal:
@@ -113,11 +117,19 @@ class PendingFollowUp(Struct, array_like=True, gc=False):
     reason: str
     due_at: datetime
     expires_at: datetime
-    subject: str  # what it is about (a ticket id, the last order's time, ...)
+    subject: str  # what it is about (a ticket id, the last order's time, a SKU, ...)
+    detail: dict[str, str] | None = None  # what the context needs that the state lacks
 
     @property
     def key(self) -> int:
         return id_hash(f"{self.reason}|{self.subject}|{self.due_at.isoformat()}")
+
+
+class Subscription(Struct, array_like=True, gc=False):
+    """The latest subscribe or unsubscribe of one interest (latest ``at`` wins)."""
+
+    active: bool
+    at: datetime
 
 
 class CustomerState(Struct, array_like=True, gc=False):
@@ -144,6 +156,12 @@ class CustomerState(Struct, array_like=True, gc=False):
     followups_sent: dict[str, datetime] = {}
     followup_times: list[datetime] = []
     followups_done: dict[int, datetime] = {}
+    # Interests: "kind:value" -> the latest subscription change; and the interests the
+    # partition's index lists the customer under as last stored (``interests.index_keys``).
+    subscriptions: dict[str, Subscription] = {}
+    indexed: list[str] = []
+    # Cross-sell: the recommended products (SKU, score) as of the customer's last change.
+    recommended: list[tuple[str, float]] = []
 
     @property
     def has_profile(self) -> bool:

@@ -14,7 +14,9 @@ returns it with what to emit):
 3. each event is applied, and if it changed anything, churn risk and follow-ups are decided
    at the event's own time (never before the customer's previous decision, never after the
    clock's horizon);
-4. after the last event, the work due up to the partition's clock is done.
+4. after the last event, the work due up to the partition's clock is done;
+5. if anything changed, the recommended products are worked out again from the co-purchase
+   model as it is now (``copurchase``).
 
 The clock (``Clock``) has three readings: ``due_until``, how far time-driven work may run
 (it never passes event time still unread on the partition's input topics); ``horizon``, the
@@ -33,10 +35,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from schemas.events import Event
+from schemas.events import Event, ProductPublished
 from schemas.outputs import ChurnRiskChanged, FollowUpDue
 from streams.domain.apply import Outcome, apply_event, expire_parked
 from streams.domain.churn import ChurnChange, ChurnRisk, assess_churn
+from streams.domain.copurchase import CoPurchase, CoPurchaseModel, bought_skus
 from streams.domain.followups import REASONS, Dropped, FollowUp, ValueFacts, fire, plan
 from streams.domain.history import live_orders, purchase_history
 from streams.domain.money import cents, money
@@ -50,10 +53,19 @@ JUST_BEFORE = timedelta(microseconds=1)  # time's resolution: work due before an
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
-    """A valid input event and the message it came in."""
+    """A valid input event and the message it came in; a published product, with the
+    customer it is offered to."""
 
-    event: Event
+    event: Event | ProductPublished
     source: Source
+    offered_to: str | None = None  # a product's customer
+
+    @property
+    def customer_id(self) -> str:
+        if isinstance(self.event, ProductPublished):
+            assert self.offered_to is not None, "a product is offered to one customer at a time"
+            return self.offered_to
+        return self.event.customer_id
 
     @property
     def order(self) -> tuple[datetime, int, int]:
@@ -85,13 +97,15 @@ class StepResult:
     churn_events: list[ChurnRiskChanged] = field(default_factory=list)
     follow_ups: list[FollowUpDue] = field(default_factory=list)
     dropped: list[Dropped] = field(default_factory=list)
+    co_purchases: list[CoPurchase] = field(default_factory=list)  # for the cross-sell model
     unparked: int = 0  # parked events applied because their order arrived
     expired: int = 0  # parked events that became dead letters
     stuck_at: datetime | None = None  # a deadline that did not move when handled (a bug)
 
 
 def step(state: CustomerState | None, events: Sequence[Incoming], clock: Clock,
-         predictor: Predictor, rules: Rules) -> StepResult:
+         predictor: Predictor, rules: Rules, co_purchases: CoPurchaseModel | None = None
+         ) -> StepResult:
     result = StepResult(state)
     for incoming in sorted(events, key=lambda e: e.order):
         occurred_at = incoming.event.occurred_at
@@ -105,6 +119,8 @@ def step(state: CustomerState | None, events: Sequence[Incoming], clock: Clock,
         result.dead_letters += applied.rejected
         result.unparked += applied.unparked
         result.erased |= applied.erased
+        if applied.co_purchase is not None:
+            result.co_purchases.append(applied.co_purchase)
         if applied.changed and state is not None:
             result.changed = True
             if state.has_profile:
@@ -112,6 +128,8 @@ def step(state: CustomerState | None, events: Sequence[Incoming], clock: Clock,
                         predictor, rules, trigger=incoming.event.event_id)
     if result.state is not None:
         _catch_up(result, result.state, clock.due_until, clock, predictor, rules)
+        if result.changed and co_purchases is not None:
+            result.state.recommended = co_purchases.recommend(bought_skus(result.state))
     return result
 
 
