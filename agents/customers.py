@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import logging
 import time
 from collections import Counter, defaultdict
@@ -41,16 +42,14 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import msgspec
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from kafka.partitioner.default import murmur2
 from mode import Service
 
-from schemas.events import (
-    CATALOG,
-    ProductPublished,
-)
+from schemas.events import CATALOG, REFERRALS, ProductPublished
 from streams.assignor import CopartitionedAssignor
 from streams.clients import async_options
 from streams.codec import (
@@ -72,7 +71,8 @@ from streams.decode import Invalid, decode
 from streams.domain.churn import LEVELS
 from streams.domain.copurchase import CoPurchase, CoPurchaseModel
 from streams.domain.interests import product_keys
-from streams.domain.profile import build_profile
+from streams.domain.profile import build_profile, timestamp
+from streams.domain.referrals import Contribution
 from streams.domain.state import CustomerState, Rejected, Source
 from streams.domain.step import Clock, Incoming, StepResult, step
 from streams.metrics import (
@@ -93,6 +93,7 @@ from streams.metrics import (
     PARTITION_CLOCK,
     PROCESSING_ERRORS,
     RECORDS_SKIPPED,
+    REFERRALS_REFUSED,
     RESTORE_SECONDS,
     RESTORED,
 )
@@ -108,6 +109,7 @@ from streams.topics import (
     FOLLOW_UPS,
     INPUT_TOPICS,
     co_purchases_topic,
+    referrals_topic,
     state_changelog_topic,
 )
 
@@ -629,8 +631,7 @@ class CustomerAgent(Service):
     # --- what the web views and gauges read -----------------------------------------------
 
     def partition_of(self, customer_id: str) -> int:
-        """Kafka's default partitioner (murmur2), as producers of the input topics use it."""
-        return (murmur2(customer_id.encode()) & 0x7FFFFFFF) % self.settings.partitions
+        return partition_for(customer_id.encode(), self.settings.partitions)
 
     def lookup(self, customer_id: str) -> CustomerState | None:
         """The state of a customer of an owned, restored partition."""
@@ -667,6 +668,27 @@ class CustomerAgent(Service):
                     CONSUMER_LAG.labels(topic, str(number)).set(lag)
 
 
+def partition_for(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2), as producers of the input topics use it."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def referral_record(update: Contribution) -> bytes:
+    """A ``referral.updated`` event (``schemas.events.ReferralUpdated``); the same update
+    always gets the same id."""
+    event_id = hashlib.sha256(
+        f"{update.referred}|{update.at.isoformat()}|{update.key!r}".encode()).hexdigest()[:32]
+    return orjson.dumps({
+        "event_id": event_id, "type": "referral.updated", "customer_id": update.referrer,
+        "occurred_at": timestamp(update.at), "referred": update.referred,
+        "referred_at": timestamp(update.referred_at),
+        "net_revenue": str(update.net_revenue),
+        "clv": str(update.clv) if update.clv is not None else None,
+        "first_order_at": (timestamp(update.first_order_at)
+                           if update.first_order_at is not None else None),
+        "descendants": list(update.descendants), "erased": update.erased})
+
+
 def _confirm(source: Input, consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
     """What Kafka last said of an input: its end offset, and when."""
     source.highwater = consumer.highwater(tp)
@@ -699,12 +721,14 @@ class Decider:
         # partition (through the consumer group) and every partition of ``catalog`` (keyed
         # by SKU: a product is for every partition's customers), each named ``catalog#p``.
         self.catalog = settings.topic(CATALOG)
-        self.customer_inputs = [settings.topic(t) for t in INPUT_TOPICS if t != CATALOG]
+        self.referrals = referrals_topic(settings)  # internal, keyed by the referrer
+        self.partition_count = settings.partitions
+        customer_keyed = {settings.topic(t): t for t in INPUT_TOPICS if t != CATALOG} | {
+            self.referrals: REFERRALS}
+        self.customer_inputs = list(customer_keyed)
         self.catalog_inputs = [catalog_input(self.catalog, p)
                                for p in range(settings.partitions)]
-        self.inputs = ({topic: name for topic, name in zip(
-            self.customer_inputs, [t for t in INPUT_TOPICS if t != CATALOG], strict=True)}
-            | dict.fromkeys(self.catalog_inputs, CATALOG))
+        self.inputs = customer_keyed | dict.fromkeys(self.catalog_inputs, CATALOG)
         self.rank = {topic: n for n, topic in enumerate(self.inputs)}
         self.co_purchase_topic = co_purchases_topic(settings)
         self.co_purchases = CoPurchaseModel()  # follows co_purchase_topic (``learn``)
@@ -817,6 +841,12 @@ class Decider:
         for churn in result.churn_events:
             batch.emit(self.outputs[CHURN_RISK], number, key, JSON.encode(churn),
                        "churn_risk_changed")
+        for update in result.referrals:  # to the referrer's partition
+            referrer = update.referrer.encode()
+            batch.emit(self.referrals, partition_for(referrer, self.partition_count), referrer,
+                       referral_record(update), "referral")
+        for code in result.referrals_refused:
+            REFERRALS_REFUSED.labels(code).inc()
         for co_purchase in result.co_purchases:  # SKUs only: no key, no customer's data
             batch.emit(self.co_purchase_topic, number, None, JSON.encode(co_purchase),
                        "co_purchase")

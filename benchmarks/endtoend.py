@@ -94,10 +94,11 @@ class Recovery:
     seconds: float  # launch of the new worker until its first event is processed
 
 
-def traffic_for(customers: int, events: int) -> DemoTraffic:
-    """A history of ``events`` events ending about now (wall clock), 30 s apart on average."""
+def traffic_for(customers: int, events: int, relationships: bool = True) -> DemoTraffic:
+    """A history of ``events`` events ending about now (wall clock), 30 s apart on average
+    (``relationships``: with categories, subscriptions, products and referrals)."""
     start = datetime.now(UTC) - timedelta(seconds=30 * events)
-    return DemoTraffic(customers, SEED, start)
+    return DemoTraffic(customers, SEED, start, relationships=relationships)
 
 
 async def drain(app: Application, expected: int) -> float:
@@ -244,6 +245,7 @@ async def offered_load(app: Application, traffic: DemoTraffic, rate: float, seco
     latencies: list[float] = []
     total = int(rate * seconds)
     traffic.malformed = 0.0
+    timed: list[datetime] = []  # the events whose latency is measured
 
     async def send() -> None:
         began = time.monotonic()
@@ -254,8 +256,10 @@ async def offered_load(app: Application, traffic: DemoTraffic, rate: float, seco
                 traffic.now = datetime.now(UTC)
                 topic, key, value = traffic.next_message()
                 assert key is not None
-                pending[key.decode()].append(traffic.now)
                 await producer.send(app.topic(topic), value, key=key)
+                if topic != CATALOG:  # a product has no customer whose snapshot ends it
+                    pending[key.decode()].append(traffic.now)
+                    timed.append(traffic.now)
             sent = due
             await asyncio.sleep(0.002)
 
@@ -295,7 +299,7 @@ async def offered_load(app: Application, traffic: DemoTraffic, rate: float, seco
         await producer.stop()
         await consumer.stop()
     values = np.array(latencies) if latencies else np.array([float("nan")])
-    return Latency(offered_per_s=round(rate, 1), sent=total, resolved=len(latencies),
+    return Latency(offered_per_s=round(rate, 1), sent=len(timed), resolved=len(latencies),
                    p50_ms=round(float(np.percentile(values, 50)), 1),
                    p99_ms=round(float(np.percentile(values, 99)), 1),
                    max_ms=round(float(values.max()), 1))
@@ -396,6 +400,13 @@ def markdown(results: dict[str, Any]) -> str:
             f"| state on disk | {mib(main['state_bytes'])} |",
             f"| outputs written | {main['outputs']:,} |",
         ]
+    if plain := results.get("without_relationships"):
+        lines += [
+            f"| the same mix without categories, catalog and referrals: end to end, domain "
+            f"alone | {plain['events_per_s']:,.0f}, {plain['domain_only_events_per_s']:,.0f} "
+            f"events/s |",
+            f"| what interests, cross-sell and referrals cost: end to end, domain alone | "
+            f"{plain['cost']:.0%}, {plain['domain_cost']:.0%} |"]
     if lat := results.get("latency"):
         lines += [
             f"| latency at {lat['offered_per_s']:,.0f} events/s offered (half the maximum): "
@@ -416,11 +427,12 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def measure(root: Path, bootstrap: str, events: int, customers: int, keep: bool = False
+def measure(root: Path, bootstrap: str, events: int, customers: int, keep: bool = False,
+            relationships: bool = True
             ) -> tuple[Application, DemoTraffic, Worker | None, Throughput, float]:
     """Load, run the baseline, run one worker. The worker is stopped unless ``keep``."""
     app = Application(root, bootstrap, VALUESTREAM_PARTITIONS="8")
-    traffic = traffic_for(customers, events)
+    traffic = traffic_for(customers, events, relationships)
     say(f"loading {events:,} events over {customers:,} customers ...")
     loaded = app.load(traffic.messages(events))
     baseline_s = asyncio.run(drain(app, loaded))
@@ -446,7 +458,8 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--scale", type=int, nargs=2, default=(10_000, 1_000_000),
                         metavar=("SMALL", "LARGE"), help="customers of the scaling runs")
     parser.add_argument("--latency-seconds", type=float, default=60.0)
-    parser.add_argument("--skip", choices=("throughput", "latency", "scaling", "recovery"),
+    parser.add_argument("--skip", choices=("throughput", "latency", "scaling", "recovery",
+                                           "relationships"),
                         nargs="*",
                         default=[], help="leave these measures out")
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
@@ -478,6 +491,23 @@ def measure_main(root: Path, bootstrap: str, args: argparse.Namespace,
             offered_load(app, traffic, rate, args.latency_seconds)))
     worker.stop()
     app.delete_local_state()
+    if "relationships" not in args.skip:
+        measure_relationships(root, bootstrap, args, results)
+
+
+def measure_relationships(root: Path, bootstrap: str, args: argparse.Namespace,
+                          results: dict[str, Any]) -> None:
+    """What interests, cross-sell and referrals cost: the same run on the mix without them
+    (no categories or brands, subscriptions, products or referrals)."""
+    say("the same without categories, catalog and referrals ...")
+    app, _, _, plain, _ = measure(root, bootstrap, args.events, args.customers,
+                                  relationships=False)
+    messages = list(traffic_for(args.customers, args.events, False).messages(args.events))
+    domain = args.events / domain_only(app, messages)
+    results["without_relationships"] = {
+        "events_per_s": plain.events_per_s, "domain_only_events_per_s": round(domain, 1),
+        "cost": round(1 - results["throughput"]["events_per_s"] / plain.events_per_s, 3),
+        "domain_cost": round(1 - results["domain_only"]["events_per_s"] / domain, 3)}
 
 
 def main(argv: list[str]) -> int:

@@ -174,6 +174,7 @@ class OrderPlaced(InputEvent):
     currency: Currency
     lines: Lines
     payment_due_at: Timestamp | None = None
+    referred_by: Identifier | None = None  # the customer who brought this one
 
 
 class OrderAmended(InputEvent):
@@ -196,6 +197,13 @@ class OrderRefunded(InputEvent):
 class OrderPaid(InputEvent):
     type: Literal["order.paid"]
     order_id: Identifier
+
+
+class CustomerReferred(InputEvent):
+    """Names the customer who brought this one (before or after their first order)."""
+
+    type: Literal["customer.referred"]
+    referred_by: Identifier
 
 
 class TicketOpened(InputEvent):
@@ -240,6 +248,20 @@ class InterestChanged(InputEvent):
     value: Label
 
 
+class ReferralUpdated(InputEvent):
+    """Internal (written by valuestream, keyed by the referrer): what one referred customer
+    now contributes to the referrer ``customer_id`` (``streams/domain/referrals.py``)."""
+
+    type: Literal["referral.updated"]
+    referred: Identifier
+    referred_at: Timestamp  # when the referral was recorded
+    net_revenue: Decimal
+    clv: Decimal | None = None
+    first_order_at: Timestamp | None = None
+    descendants: Annotated[list[Identifier], Field(max_length=1_000)] = []
+    erased: bool = False
+
+
 class ProductPublished(BaseEvent):
     """A product appears in the shop's catalog (keyed by its SKU, not by a customer)."""
 
@@ -254,7 +276,8 @@ class ProductPublished(BaseEvent):
 
 OrderEvent = OrderPlaced | OrderAmended | OrderCancelled | OrderRefunded | OrderPaid
 TicketEvent = TicketOpened | TicketResolved | TicketReopened | TicketRated
-Event = OrderEvent | TicketEvent | EmailEvent | ErasureRequested | InterestChanged
+Event = (OrderEvent | TicketEvent | EmailEvent | ErasureRequested | InterestChanged
+         | CustomerReferred | ReferralUpdated)
 
 
 class TopicSchema(BaseModel):
@@ -266,6 +289,7 @@ class TopicSchema(BaseModel):
     title: str
     models: tuple[type[BaseEvent], ...]
     key: str = "customer_id"  # the field the message's key must equal
+    internal: bool = False  # written by valuestream itself (named after the app id)
 
     @property
     def types(self) -> frozenset[str]:
@@ -280,7 +304,8 @@ TOPICS: tuple[TopicSchema, ...] = (
     TopicSchema(
         topic="orders",
         title="valuestream order event",
-        models=(OrderPlaced, OrderAmended, OrderCancelled, OrderRefunded, OrderPaid),
+        models=(OrderPlaced, OrderAmended, OrderCancelled, OrderRefunded, OrderPaid,
+                CustomerReferred),
     ),
     TopicSchema(
         topic="support-tickets",
@@ -297,10 +322,14 @@ TOPICS: tuple[TopicSchema, ...] = (
                 models=(InterestChanged,)),
     TopicSchema(topic="catalog", title="valuestream catalog event", models=(ProductPublished,),
                 key="sku"),
+    TopicSchema(topic="referrals", title="valuestream referral update (internal)",
+                models=(ReferralUpdated,), internal=True),
 )
 CATALOG = "catalog"
+REFERRALS = "referrals"
 KEY_OF_TOPIC = {schema.topic: schema.key for schema in TOPICS}
-TOPIC_OF_TYPE = {t: schema.topic for schema in TOPICS for t in schema.types}
+TOPIC_OF_TYPE = {t: schema.topic for schema in TOPICS for t in schema.types
+                 if not schema.internal}
 
 
 def adapter_for(schema: TopicSchema) -> TypeAdapter[Any]:

@@ -138,6 +138,12 @@ class Profile(Output):
     follow_ups: list[PendingFollowUpView]
     interests: InterestsView
     recommended_products: list[RecommendationView]  # best first, at most 5
+    referred_by: str | None  # README, *Referrals*
+    referrals: int
+    referred_buyers: int
+    referred_net_revenue: Money
+    referred_clv_365d: Money
+    relationship_value_365d: Money | None  # own predicted CLV + referred_clv_365d
 
 
 class ChurnRiskChanged(Output, kw_only=True):

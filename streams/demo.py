@@ -2,9 +2,10 @@
 
 Repeat buyers and one-time buyers (loyal ones mostly buy from one favourite category),
 amendments, cancellations, refunds, late payments, tickets with ratings, email sends, opens
-and clicks, subscriptions to categories and brands, a new product in the catalog about
-three times in ten thousand messages, and about 1% malformed messages (bad JSON, a schema
-violation, a key mismatch, an unknown currency) that end as dead letters.
+and clicks, subscriptions to categories and brands, referrals (on a first order or on their
+own; now and then a self-referral or a cycle, which are dead letters), a new product in the
+catalog (the 2,000th message, then every 20,000th), and about 1% malformed messages (bad
+JSON, a schema violation, a key mismatch, an unknown currency) that end as dead letters.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ SKUS = [("mug", "12.50", "4.10", "mugs", "Kiln"), ("tea-100g", "8.90", None, "te
         ("cup-set", "29.00", "11.00", "mugs", "Hearth")]
 CATEGORIES = sorted({sku[3] for sku in SKUS})
 BRANDS = sorted({sku[4] for sku in SKUS})
-PRODUCT_SHARE = 0.0003  # of the messages: a new product in the catalog
+# A new product in the catalog: the 2,000th message, then every 20,000th (one a week or so
+# in make bench's history; one in make run's demo).
+FIRST_PRODUCT, PRODUCT_EVERY = 2_000, 20_000
 
 
 @dataclass(slots=True)
@@ -52,13 +55,18 @@ Message = tuple[str, bytes | None, bytes]  # topic (without prefix), key, value
 
 class DemoTraffic:
     def __init__(self, customers: int, seed: int, start: datetime,
-                 mean_gap_seconds: float = 30.0, malformed: float = 0.01) -> None:
+                 mean_gap_seconds: float = 30.0, malformed: float = 0.01,
+                 relationships: bool = True) -> None:
         self.random = random.Random(seed)
+        # False: no categories and brands, subscriptions, products or referrals (the mix
+        # before they existed, for ``make bench``'s comparison)
+        self.relationships = relationships
         self.now = start
         self.mean_gap = mean_gap_seconds
         self.malformed = malformed  # the share of messages that are broken on purpose
         self.run = f"{int(start.timestamp()):x}"  # ids differ between runs
         self.counter = 0
+        self.sent = 0  # messages
         self.customers = [
             DemoCustomer(f"demo-{n:05d}", loyal=self.random.random() < 0.35,
                          favourite=self.random.choice(CATEGORIES))
@@ -78,7 +86,9 @@ class DemoTraffic:
         customer = self.random.choice(self.customers)
         if self.random.random() < self.malformed:
             return self._malformed(customer)
-        if self.random.random() < PRODUCT_SHARE:
+        self.sent += 1
+        if self.relationships and self.sent >= FIRST_PRODUCT and (
+                self.sent - FIRST_PRODUCT) % PRODUCT_EVERY == 0:
             return self._product()
         return self._encode(customer, self._event(customer))
 
@@ -125,7 +135,9 @@ class DemoTraffic:
         for sku, price, cost, category, brand in self.random.sample(
                 pool, self.random.randint(1, min(3, len(pool)))):
             line: dict[str, Any] = {"sku": sku, "quantity": self.random.randint(1, 3),
-                                    "unit_price": price, "category": category, "brand": brand}
+                                    "unit_price": price}
+            if self.relationships:
+                line.update(category=category, brand=brand)
             if self.random.random() < 0.3:
                 line["list_price"] = f"{float(price) * 1.2:.2f}"
             if cost:
@@ -144,8 +156,12 @@ class DemoTraffic:
             # Most orders are due in 14 days; some in an hour, which customers often miss.
             term = timedelta(hours=1) if self.random.random() < 0.2 else timedelta(days=14)
             due = self.now + term
+            referral = {}
+            if self.relationships and len(c.orders) == 1 and self.random.random() < 0.15:
+                referral["referred_by"] = self.random.choice(self.customers).customer_id
             return self._base(c, "order.placed", order_id=order_id, currency=currency,
-                              lines=self._lines(c), payment_due_at=due.isoformat())
+                              lines=self._lines(c), payment_due_at=due.isoformat(),
+                              **referral)
         if r < 0.36 and c.orders:
             kind = self.random.choices(
                 ["order.paid", "order.amended", "order.cancelled", "order.refunded"],
@@ -168,7 +184,10 @@ class DemoTraffic:
             c.tickets.append(ticket_id)
             priority = self.random.choice(["low", "normal", "normal", "high", "urgent"])
             return self._base(c, "ticket.opened", ticket_id=ticket_id, priority=priority)
-        if r < 0.475:
+        if self.relationships and r < 0.465:  # a referral recorded apart from any order
+            return self._base(c, "customer.referred",
+                              referred_by=self.random.choice(self.customers).customer_id)
+        if self.relationships and r < 0.48:
             kind, value = self.random.choice(
                 [("category", c.favourite), ("category", self.random.choice(CATEGORIES)),
                  ("brand", self.random.choice(BRANDS))])

@@ -64,6 +64,11 @@ PARTITION_CLOCK = Gauge(
     "How far each owned partition's time-driven work has run (seconds since 1970)",
     ["partition"],
 )
+REFERRALS_REFUSED = Counter(
+    "valuestream_referrals_refused",
+    "referred_by of an order.placed not taken (the order is applied), by code",
+    ["code"],
+)
 CO_PURCHASES_LEARNED = Counter(
     "valuestream_co_purchases_learned",
     "Co-purchase records taken into this worker's cross-sell model",

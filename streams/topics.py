@@ -15,7 +15,7 @@ from schemas.events import TOPICS as INPUT_SCHEMAS
 from streams.clients import connect, sync_options
 from streams.settings import Settings
 
-INPUT_TOPICS = tuple(schema.topic for schema in INPUT_SCHEMAS)
+INPUT_TOPICS = tuple(schema.topic for schema in INPUT_SCHEMAS if not schema.internal)
 CUSTOMER_VALUE = "customer-value"
 CHURN_RISK = "churn-risk"
 FOLLOW_UPS = "follow-ups"
@@ -41,6 +41,11 @@ class TopicSpec:
 def state_changelog_topic(settings: Settings) -> str:
     """Internal: every customer's latest state, keyed by customer id (``streams/codec.py``)."""
     return f"{settings.group_id}-customer-state"
+
+
+def referrals_topic(settings: Settings) -> str:
+    """Internal: what referred customers contribute, keyed by their referrer."""
+    return f"{settings.group_id}-referrals"
 
 
 def co_purchases_topic(settings: Settings) -> str:
@@ -91,6 +96,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     specs = [TopicSpec(settings.topic(t), n, kept, copartitioned=True) for t in INPUT_TOPICS]
     specs += [
         TopicSpec(state_changelog_topic(settings), n, changelog, copartitioned=True),
+        TopicSpec(referrals_topic(settings), n, kept, copartitioned=True),
         TopicSpec(co_purchases_topic(settings), n,
                   {"cleanup.policy": "delete", "retention.ms": _ms(CO_PURCHASE_MEMORY),
                    **durable}, copartitioned=True),

@@ -141,6 +141,9 @@ def scripted_history() -> list[tuple[datetime, Record]]:
     s.ticket("yan", "resolved", at(8, 23.25))
     s.order("zoe", at(-20, 9), amount="2000.00")  # platinum from her second order
     s.order("zoe", at(-10, 9), amount="2000.00")
+    # lia brought kai, whose first order on day 2 earns lia a thank-you
+    s.add("customer.referred", "kai", at(0, 9), referred_by="lia")
+    s.order("kai", at(2, 10))
     # abe subscribes to tea; a new tea arrives in the catalog on day 6 (keyed by its SKU)
     s.events.append((at(0, 9), event("interest.subscribed", "abe-0", "abe", iso(at(0, 9)),
                                      kind="category", value="tea")))
@@ -188,8 +191,13 @@ EXPECTED = sorted([
     ("jo", "vip_thank_you", iso(at(-390, 10))),
     ("jo", "reorder_due", iso(at(-370, 10))),
     ("jo", "win_back", iso(JO_HIGH)),
+    # platinum, happy, low risk, has brought nobody: asked for a referral when the cap of the
+    # check-in (day -393) and the thank-you (day -390) frees a slot
+    ("jo", "ask_for_referral", iso(at(-386, 10))),
+    ("kai", "first_order_check_in", iso(at(9, 10))),
     ("kim", "first_order_check_in", iso(at(-53, 10))),
     ("kim", "warm_lead", iso(at(5, 10))),
+    ("lia", "referral_thank_you", iso(at(2, 10))),
     ("lou", "reorder_due", iso(at(10, 8))),
     ("max", "ticket_follow_up", iso(at(4, 9))),
     ("ned", "ticket_follow_up", iso(at(3, 18))),
@@ -208,6 +216,7 @@ EXPECTED = sorted([
     ("zoe", "first_order_check_in", iso(at(-13, 9))),
     ("zoe", "vip_thank_you", iso(at(-10, 9))),
     ("zoe", "reorder_due", iso(at(0, 9))),
+    ("zoe", "ask_for_referral", iso(at(-6, 9))),  # as jo: the cap of days -13 and -10
 ])
 NOT_SENT = {("lou", "first_order_check_in"), ("max", "first_order_check_in"),
             ("ned", "ticket_overdue"), ("yan", "first_order_check_in")}

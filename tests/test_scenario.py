@@ -137,12 +137,14 @@ EXPECTED_DEAD_LETTERS = sorted([
 ])
 
 NO_INTERESTS = {"categories": [], "brands": [], "subscribed": []}  # no categories or brands
+NO_REFERRALS = {"referred_by": None, "referrals": 0, "referred_buyers": 0,
+                "referred_net_revenue": "0.00", "referred_clv_365d": "0.00"}
 # Not compared here: the models' outputs (tests/test_btyd.py and others check them), and
 # the cross-sell recommendations, which depend on when the live model learnt what
 # (tests/test_cross_sell.py).
 PREDICTIVE_FIELDS = {"p_alive", "expected_purchases_90d", "expected_order_value",
                      "predicted_clv_365d", "churn_risk", "rfm", "value_tier", "follow_ups",
-                     "recommended_products"}
+                     "recommended_products", "relationship_value_365d"}
 EXPECTED = {
     "alice": {
         "customer_id": "alice", "as_of": AS_OF, "currency": "USD",
@@ -165,7 +167,7 @@ EXPECTED = {
         "unsubscribed": False, "bounced": False,
         # purchase days 03-01 (45.48), 03-05 (30 - 6 = 24), 04-01 (40)
         "frequency": 2, "recency_days": 31, "age_days": 40, "monetary_value": "32.00",
-        "interests": NO_INTERESTS,
+        "interests": NO_INTERESTS, **NO_REFERRALS,
     },
     "bob": {
         "customer_id": "bob", "as_of": AS_OF, "currency": "USD",
@@ -182,7 +184,7 @@ EXPECTED = {
         "emails_sent": 1, "emails_opened": 0, "emails_clicked": 0, "open_rate": 0.0,
         "last_open_at": None, "last_click_at": None, "unsubscribed": True, "bounced": True,
         "frequency": 0, "recency_days": 0, "age_days": 21, "monetary_value": "0.00",
-        "interests": NO_INTERESTS,
+        "interests": NO_INTERESTS, **NO_REFERRALS,
     },
     "carol": {
         "customer_id": "carol", "as_of": AS_OF, "currency": "USD",
@@ -201,7 +203,7 @@ EXPECTED = {
         "emails_sent": 0, "emails_opened": 0, "emails_clicked": 0, "open_rate": None,
         "last_open_at": None, "last_click_at": None, "unsubscribed": False, "bounced": False,
         "frequency": 0, "recency_days": 0, "age_days": 37, "monetary_value": "0.00",
-        "interests": NO_INTERESTS,
+        "interests": NO_INTERESTS, **NO_REFERRALS,
     },
 }
 

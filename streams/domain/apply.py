@@ -16,6 +16,7 @@ from typing import Literal
 
 from schemas.events import (
     ORDER_EVENTS,
+    CustomerReferred,
     EmailEvent,
     ErasureRequested,
     Event,
@@ -27,15 +28,17 @@ from schemas.events import (
     OrderPlaced,
     OrderRefunded,
     ProductPublished,
+    ReferralUpdated,
     TicketEvent,
     TicketOpened,
     TicketRated,
     TicketResolved,
 )
 from streams.domain.copurchase import CoPurchase, co_purchase
-from streams.domain.followups import new_in_favourite
+from streams.domain.followups import new_in_favourite, offer
 from streams.domain.history import live_orders
 from streams.domain.interests import index_keys, line_spend, subscribe
+from streams.domain.referrals import refusal, take
 from streams.domain.rules import Rules
 from streams.domain.state import (
     ZERO,
@@ -75,6 +78,7 @@ class Applied:
     # Parked events applied because their order arrived (each counted as applied then).
     unparked: int = 0
     co_purchase: CoPurchase | None = None  # what a placed order adds to the cross-sell model
+    referral_refused: str | None = None  # why an order's referred_by was not taken (a code)
 
 
 def apply_event(state: CustomerState | None, event: Event | ProductPublished, source: Source,
@@ -85,6 +89,9 @@ def apply_event(state: CustomerState | None, event: Event | ProductPublished, so
     those it matches: a ``new_in_favourite`` follow-up becomes pending."""
     if state is not None and state.erased_at is not None and event.occurred_at <= state.erased_at:
         return state, Applied("duplicate", changed=False)  # superseded by the erasure
+    if (isinstance(event, ReferralUpdated) and state is not None
+            and state.erased_at is not None and event.referred not in state.referrals):
+        return state, Applied("duplicate", changed=False)  # a referral of the erased
     event_key = id_hash(event.event_id)
     if state is not None and event_key in state.seen:
         return state, Applied("duplicate", changed=False)
@@ -106,14 +113,28 @@ def apply_event(state: CustomerState | None, event: Event | ProductPublished, so
         if applied.changed and not isinstance(event, OrderPaid):
             _reindex(state, rules)
         return state, applied
-    if isinstance(event, EmailEvent):
+    if isinstance(event, CustomerReferred):
+        if (why := refusal(state, event.referred_by)) is not None:
+            del state.seen[event_key]  # a dead letter is not remembered as applied
+            return state, Applied("dead_letter", changed=False,
+                                  rejected=[Rejected(source, *why)])
+        _refer(state, event.referred_by, event.occurred_at)
+    elif isinstance(event, ReferralUpdated):
+        before, took = take(state, event)
+        if took and event.first_order_at is not None and (
+                before is None or before.first_order_at is None):
+            offer(state, "referral_thank_you", event.first_order_at, event.referred,
+                  rules.follow_ups)
+    elif isinstance(event, EmailEvent):
         _apply_email_event(state, event)
     elif isinstance(event, InterestChanged):
         subscribe(state, event)
         _reindex(state, rules)
     else:
         _apply_ticket_event(state, event)
-    _touch(state, event.occurred_at)
+    # A referrer's own times come from the referrals (their time is the same in any replay),
+    # not from when a referred customer's update was sent.
+    _touch(state, event.referred_at if isinstance(event, ReferralUpdated) else event.occurred_at)
     return state, Applied("applied", changed=True)
 
 
@@ -150,6 +171,12 @@ def _apply_order_event(state: CustomerState, event: OrderPlaced | OrderFollowUp,
     applied = Applied("applied", changed=True)
     if isinstance(event, OrderPlaced):
         applied.co_purchase = co_purchase(state, event.order_id, state.orders[event.order_id])
+        if event.referred_by is not None:
+            why = refusal(state, event.referred_by)
+            if why is None:
+                _refer(state, event.referred_by, event.occurred_at)
+            else:  # the order stands; only its referred_by is not taken
+                applied.referral_refused = why[0]
         _unpark(state, event.order_id, rules, applied)
     return applied
 
@@ -312,6 +339,12 @@ def _remember(state: CustomerState, event_key: int, now: datetime, rules: Rules)
             break
         del seen[oldest]
     seen[event_key] = today
+
+
+def _refer(state: CustomerState, referrer: str, at: datetime) -> None:
+    """The first referrer wins (``refusal`` has ruled out the others)."""
+    if state.referred_by is None:
+        state.referred_by, state.referred_at = referrer, at
 
 
 def _reindex(state: CustomerState, rules: Rules) -> None:

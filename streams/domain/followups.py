@@ -26,7 +26,7 @@ from streams.domain.churn import ChurnRisk
 from streams.domain.history import PurchaseHistory
 from streams.domain.interests import matches
 from streams.domain.money import money
-from streams.domain.state import CustomerState, Order, PendingFollowUp, Ticket
+from streams.domain.state import ZERO, CustomerState, Order, PendingFollowUp, Ticket
 
 TOP_TIERS = ("gold", "platinum")
 DONE_MEMORY = timedelta(days=120)  # longer than any due date stays relevant
@@ -64,6 +64,11 @@ REASONS: dict[str, Reason] = {
                                    "Ask how the first order went and offer help"),
     "vip_thank_you": Reason(30, timedelta(days=14),
                             "Thank the customer personally for being one of the best"),
+    "referral_thank_you": Reason(65, timedelta(days=7),
+                                 "Thank the customer for the friend who just placed a "
+                                 "first order"),
+    "ask_for_referral": Reason(25, timedelta(days=14),
+                               "Ask the happy customer to recommend the shop to a friend"),
     "cross_sell": Reason(35, timedelta(days=7),
                          "Suggest the products that go with what the customer bought"),
     "new_in_favourite": Reason(45, timedelta(days=7),
@@ -101,6 +106,7 @@ class ValueFacts:
     platinum_cut: float
     became_high_risk: bool  # the churn level changed to high in this decision
     churn: ChurnRisk | None  # the risk at the decision (for a win-back's context)
+    referred_clv: Decimal = ZERO  # the CLV of the customers this one brought
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,8 +217,9 @@ def fire(state: CustomerState, at: datetime, now: datetime, facts: ValueFacts,
 
 def priority(reason: str, facts: ValueFacts) -> int:
     value = 0.0
-    if facts.clv is not None and facts.platinum_cut > 0:
-        value = min(100.0, 100.0 * max(float(facts.clv), 0.0) / facts.platinum_cut)
+    relationship = (facts.clv or ZERO) + facts.referred_clv  # README, *Referrals*
+    if facts.platinum_cut > 0:
+        value = min(100.0, 100.0 * max(float(relationship), 0.0) / facts.platinum_cut)
     return round((value + REASONS[reason].urgency) / 2)
 
 
@@ -252,7 +259,20 @@ def _candidates(state: CustomerState, at: datetime, facts: ValueFacts,
     if live:
         last = live[-1].placed_at
         found.append(("cross_sell", last + rules.cross_sell_after, last.isoformat()))
+    if (facts.tier in TOP_TIERS and facts.churn is not None and facts.churn.level == "low"
+            and _ready_to_refer(state)):
+        found.append(("ask_for_referral", at, "ask"))
     return found
+
+
+def _ready_to_refer(state: CustomerState) -> bool:
+    """Satisfied (no open ticket, and the latest rating, if any, 4 or 5) and has brought
+    nobody yet."""
+    if state.referrals or any(t.is_open for t in state.tickets.values()):
+        return False
+    rated = [t for t in state.tickets.values() if t.rated_at is not None]
+    latest = max(rated, key=lambda t: t.rated_at) if rated else None  # type: ignore[arg-type, return-value]
+    return latest is None or (latest.csat is not None and latest.csat >= 4)
 
 
 def _ticket_candidates(state: CustomerState, rules: FollowUpRules,
@@ -296,6 +316,12 @@ def _holds(state: CustomerState, pending: PendingFollowUp, at: datetime, facts: 
         return state.churn_level == "high"
     if reason == "warm_lead":
         return _warm(state, at, facts, rules)
+    if reason == "ask_for_referral":
+        return (state.value_tier in TOP_TIERS and state.churn_level == "low"
+                and _ready_to_refer(state))
+    if reason == "referral_thank_you":
+        referred = state.referrals.get(subject)
+        return referred is not None and referred.first_order_at is not None
     if reason == "new_in_favourite":
         return pending.detail is not None and bool(matches(state, pending.detail))
     return state.value_tier == "platinum"  # vip_thank_you
@@ -345,6 +371,10 @@ def _context(state: CustomerState, pending: PendingFollowUp, facts: ValueFacts,
                                  "reasons": list(facts.churn.score.reasons)}
     if pending.reason == "warm_lead":
         context["recent_clicks"] = len(state.emails.click_times)
+    if pending.reason == "referral_thank_you" and (
+            referred := state.referrals.get(pending.subject)) is not None:
+        context.update(referred_customer_id=pending.subject,
+                       referred_net_revenue=money(referred.net_revenue))
     if pending.reason == "cross_sell":
         context["products"] = [{"sku": sku, "score": score}
                                for sku, score in _cross_sell(state, rules)]

@@ -26,6 +26,7 @@ from streams.domain.history import PurchaseHistory, live_orders, purchase_histor
 from streams.domain.interests import InterestRules, ranked, split, subscribed
 from streams.domain.money import money
 from streams.domain.predict import Predictor
+from streams.domain.referrals import relationship_tier, totals
 from streams.domain.rules import Rules
 from streams.domain.state import ZERO, CustomerState, Order
 
@@ -103,6 +104,7 @@ def build_profile(state: CustomerState, as_of: datetime, rules: Rules,
 
     risk = (decided.risk if decided is not None
             else current_churn(state, history, as_of, predictor, rules.churn))
+    brought = totals(state)
     prediction = None
     if history is not None:
         prediction = predictor.predict(
@@ -158,11 +160,21 @@ def build_profile(state: CustomerState, as_of: datetime, rules: Rules,
         churn_risk=ChurnRiskView(level=risk.level, score=risk.score.score,
                                  reasons=list(risk.score.reasons)),
         rfm=_rfm(predictor, history, as_of),
-        value_tier=prediction.value_tier if prediction else None,
+        value_tier=relationship_tier(prediction.predicted_clv_365d if prediction else None,
+                                     brought.referred_clv, bool(state.referrals),
+                                     predictor.params),
         follow_ups=pending_follow_ups(state),
         interests=interests_view(state, live, as_of, rules.interests),
         recommended_products=[RecommendationView(sku=sku, score=score)
                               for sku, score in state.recommended],
+        referred_by=state.referred_by,
+        referrals=brought.referrals,
+        referred_buyers=brought.referred_buyers,
+        referred_net_revenue=money(brought.referred_net_revenue),
+        referred_clv_365d=money(brought.referred_clv),
+        relationship_value_365d=(
+            money(Decimal(prediction.predicted_clv_365d) + brought.referred_clv) if prediction
+            else money(brought.referred_clv) if state.referrals else None),
     )
 
 

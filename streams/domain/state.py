@@ -132,6 +132,16 @@ class Subscription(Struct, array_like=True, gc=False):
     at: datetime
 
 
+class Referred(Struct, array_like=True, gc=False):
+    """What one referred customer contributes to their referrer, as of ``at``."""
+
+    at: datetime
+    net_revenue: Decimal
+    clv: Decimal | None
+    first_order_at: datetime | None
+    descendants: list[str] = []  # the customers they brought, directly or not
+
+
 class CustomerState(Struct, array_like=True, gc=False):
     customer_id: str
     first_seen_at: datetime | None = None
@@ -162,6 +172,12 @@ class CustomerState(Struct, array_like=True, gc=False):
     indexed: list[str] = []
     # Cross-sell: the recommended products (SKU, score) as of the customer's last change.
     recommended: list[tuple[str, float]] = []
+    # Referrals: who brought this customer and when that was recorded; the customers this
+    # one brought (their latest contribution each); a hash of the contribution last sent.
+    referred_by: str | None = None
+    referred_at: datetime | None = None
+    referrals: dict[str, Referred] = {}
+    referral_sent: int | None = None
 
     @property
     def has_profile(self) -> bool:

@@ -43,10 +43,16 @@ from streams.domain.copurchase import CoPurchase, CoPurchaseModel, bought_skus
 from streams.domain.followups import REASONS, Dropped, FollowUp, ValueFacts, fire, plan
 from streams.domain.history import live_orders, purchase_history
 from streams.domain.money import cents, money
-from streams.domain.predict import Predictor, value_tier
+from streams.domain.predict import Predictor
 from streams.domain.profile import Decided, margin_rate, timestamp
+from streams.domain.referrals import (
+    Contribution,
+    contribution,
+    relationship_tier,
+    totals,
+)
 from streams.domain.rules import Rules
-from streams.domain.state import CustomerState, Rejected, Source
+from streams.domain.state import ZERO, CustomerState, Order, Rejected, Source, id_hash
 
 JUST_BEFORE = timedelta(microseconds=1)  # time's resolution: work due before an event
 
@@ -98,6 +104,8 @@ class StepResult:
     follow_ups: list[FollowUpDue] = field(default_factory=list)
     dropped: list[Dropped] = field(default_factory=list)
     co_purchases: list[CoPurchase] = field(default_factory=list)  # for the cross-sell model
+    referrals: list[Contribution] = field(default_factory=list)  # to the referrers
+    referrals_refused: list[str] = field(default_factory=list)  # codes (orders' referred_by)
     unparked: int = 0  # parked events applied because their order arrived
     expired: int = 0  # parked events that became dead letters
     stuck_at: datetime | None = None  # a deadline that did not move when handled (a bug)
@@ -112,8 +120,16 @@ def step(state: CustomerState | None, events: Sequence[Incoming], clock: Clock,
         if result.state is not None:
             _catch_up(result, result.state, min(occurred_at, clock.horizon) - JUST_BEFORE,
                       clock, predictor, rules)
+        referrer = result.state.referred_by if result.state is not None else None
+        referred_at = result.state.referred_at if result.state is not None else None
         state, applied = apply_event(result.state, incoming.event, incoming.source,
                                      clock.at(occurred_at), rules)
+        if applied.erased and referrer is not None and referred_at is not None:
+            result.referrals.append(Contribution(  # leave the referrer's totals
+                referrer, incoming.customer_id, referred_at, occurred_at, ZERO, None, None,
+                (), erased=True))
+        if applied.referral_refused is not None:
+            result.referrals_refused.append(applied.referral_refused)
         result.state = state
         result.outcomes.append((incoming, applied.outcome))
         result.dead_letters += applied.rejected
@@ -131,6 +147,20 @@ def step(state: CustomerState | None, events: Sequence[Incoming], clock: Clock,
         if result.changed and co_purchases is not None:
             result.state.recommended = co_purchases.recommend(bought_skus(result.state))
     return result
+
+
+def _contribute(result: StepResult, state: CustomerState, live: list[Order],
+                clv: Decimal | None, at: datetime) -> None:
+    """Tell the referrer what the customer brings as of this decision, if that changed
+    (after every decision, not once per step: what the referrer receives, and when, does
+    not depend on how the events were batched)."""
+    contributed = contribution(state, live, clv, at)
+    if contributed is None:
+        return
+    sent = id_hash(repr(contributed.key))
+    if sent != state.referral_sent:
+        state.referral_sent = sent
+        result.referrals.append(contributed)
 
 
 def decision_time(state: CustomerState, occurred_at: datetime, clock: Clock) -> datetime:
@@ -166,16 +196,19 @@ def _decide(result: StepResult, state: CustomerState, at: datetime, clock: Clock
     live = live_orders(state)
     history = purchase_history(live)
     risk, change = assess_churn(state, history, at, predictor, rules.churn)
-    clv = tier = None
+    clv = raw_clv = None
+    referred = totals(state).referred_clv
     if history is not None:
         own_margin = margin_rate(live)
         raw_clv = predictor.clv(history, at, own_margin if own_margin is not None
                                 else rules.default_margin)
-        clv, tier = cents(Decimal(raw_clv)), value_tier(raw_clv, predictor.params)
+        clv = cents(Decimal(raw_clv))
+    tier = relationship_tier(raw_clv, referred, bool(state.referrals), predictor.params)
     facts = ValueFacts(
         live=live, history=history, clv=clv, currency=rules.currency, tier=tier,
         platinum_cut=predictor.params.tiers.platinum,
-        became_high_risk=change is not None and change.risk.level == "high", churn=risk)
+        became_high_risk=change is not None and change.risk.level == "high", churn=risk,
+        referred_clv=referred)
     result.dropped += plan(state, at, facts, rules.follow_ups)
     emitted, not_sent = fire(state, at, clock.at(at), facts, rules.follow_ups)
     result.dropped += not_sent
@@ -185,6 +218,7 @@ def _decide(result: StepResult, state: CustomerState, at: datetime, clock: Clock
                                                trigger))
     result.follow_ups += [follow_up_event(state.customer_id, f, at, facts.currency)
                           for f in emitted]
+    _contribute(result, state, live, clv, at)
 
 
 def churn_event(customer_id: str, change: ChurnChange, risk: ChurnRisk, facts: ValueFacts,
