@@ -10,6 +10,8 @@ if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
   KAFKA_BOOTSTRAP_SERVERS=$(deploy/kafka/kafka.sh up)
 fi
 export KAFKA_BOOTSTRAP_SERVERS
+# The demo's orders are in USD and EUR: without a rate, the EUR ones would be dead letters.
+export VALUESTREAM_FX_RATES=${VALUESTREAM_FX_RATES:-deploy/demo/fx-rates.json}
 port=${VALUESTREAM_WEB_PORT:-6066}
 host=${VALUESTREAM_WEB_HOST:-127.0.0.1}
 url="http://$host:$port"

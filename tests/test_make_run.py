@@ -9,11 +9,16 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
-from harness.worker import ROOT, free_port, http_get, wait_for
+from harness.kafka import read_topic
+from harness.worker import ROOT, free_port, http_get, total, wait_for
 
 pytestmark = pytest.mark.kafka
+BURST = 3_000  # the events deploy/run.sh sends at once
 
 
 def as_in_a_terminal() -> None:
@@ -48,6 +53,21 @@ def test_run_script_serves_the_urls_it_prints(kafka_bootstrap: str, namespace: s
         assert body["customer_id"] == "demo-00001"
         metrics: Any = http_get(metrics_url.group(1))[1]
         assert "valuestream_events_total" in metrics
+
+        def burst_processed() -> list[Sample] | None:
+            text = http_get(metrics_url.group(1))[1]
+            samples = [sample for family in text_string_to_metric_families(text)
+                       for sample in family.samples]
+            return samples if total(samples, "valuestream_events_total") >= BURST else None
+
+        wait_for(burst_processed, 60, "the demo burst to be processed")
+        # The demo's EUR orders (about one in ten) are priced with the shipped rates: the
+        # only orders without a rate are the demo's deliberately broken ones (XTS).
+        letters = [orjson.loads(r.value) for r in
+                   read_topic(kafka_bootstrap, f"{namespace}-dead-letters")]
+        currencies = {orjson.loads(d["value"])["currency"] for d in letters
+                      if d["error"]["code"] == "unknown_currency"}
+        assert currencies == {"XTS"}
     finally:
         os.killpg(run.pid, signal.SIGINT)
         run.wait(timeout=60)
