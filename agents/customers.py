@@ -54,6 +54,7 @@ from streams.assignor import CopartitionedAssignor
 from streams.clients import async_options
 from streams.codec import (
     CATALOG_POSITIONS,
+    POSITIONS_HEADER,
     Header,
     decode_marker,
     decode_positions,
@@ -538,7 +539,7 @@ class CustomerAgent(Service):
                          for p, name in enumerate(self.decider.catalog_inputs)}
             before = self.catalog_stored.get(number)
             if positions != before:
-                header = read_header(encode_positions(before)) if before is not None else None
+                header = POSITIONS_HEADER if before is not None else None
                 batch.changes.append(Change(number, CATALOG_POSITIONS,
                                             encode_positions(positions), header))
                 self.catalog_stored[number] = positions

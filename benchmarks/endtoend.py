@@ -40,9 +40,8 @@ from typing import Any
 import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from kafka.partitioner.default import murmur2
 
-from agents.customers import Batch, Decider, catalog_input
+from agents.customers import Batch, Decider, catalog_input, partition_for
 from harness.application import Application
 from harness.kafka import end_offsets
 from harness.worker import Worker, total
@@ -155,7 +154,7 @@ def domain_only(app: Application, messages: list[Message]) -> float:
         by_input: dict[tuple[int, str], list[Fetched]] = defaultdict(list)
         for offset, (topic, key, value) in enumerate(messages[first:first + settings.batch_size],
                                                      first):
-            number = (murmur2(key or b"") & 0x7FFFFFFF) % settings.partitions
+            number = partition_for(key or b"", settings.partitions)
             if topic == CATALOG:  # every partition reads every catalog partition
                 for reader in partitions:
                     by_input[reader, catalog_input(decider.catalog, number)].append(

@@ -84,6 +84,10 @@ CATALOG_POSITIONS = b"\xfecatalog"
 _positions_decoder = msgspec.msgpack.Decoder(dict[int, int])
 
 
+POSITIONS_HEADER = Header(has_profile=False, marker=False, level=LEVELS[0],
+                          deadline_us=NO_DEADLINE)
+
+
 def encode_positions(positions: dict[int, int]) -> bytes:
     return _HEADER.pack(VERSION, 0, 0, NO_DEADLINE) + _encoder.encode(positions)
 
