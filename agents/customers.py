@@ -49,7 +49,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from kafka.partitioner.default import murmur2
 from mode import Service
 
-from schemas.events import CATALOG, REFERRALS, ProductPublished
+from schemas.events import CATALOG, ProductPublished
 from streams.assignor import CopartitionedAssignor
 from streams.clients import async_options
 from streams.codec import (
@@ -108,8 +108,8 @@ from streams.topics import (
     CUSTOMER_VALUE,
     DEAD_LETTERS,
     FOLLOW_UPS,
-    INPUT_TOPICS,
     co_purchases_topic,
+    group_inputs,
     referrals_topic,
     state_changelog_topic,
 )
@@ -724,8 +724,7 @@ class Decider:
         self.catalog = settings.topic(CATALOG)
         self.referrals = referrals_topic(settings)  # internal, keyed by the referrer
         self.partition_count = settings.partitions
-        customer_keyed = {settings.topic(t): t for t in INPUT_TOPICS if t != CATALOG} | {
-            self.referrals: REFERRALS}
+        customer_keyed = group_inputs(settings)
         self.customer_inputs = list(customer_keyed)
         self.catalog_inputs = [catalog_input(self.catalog, p)
                                for p in range(settings.partitions)]

@@ -11,7 +11,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.partitioner.default import murmur2
 
-from harness.worker import wait_for
+from harness.waiting import wait_for
 from schemas.events import TOPIC_OF_TYPE
 from schemas.export import schema_path
 
@@ -71,6 +71,19 @@ def end_offsets(bootstrap: str, topics: Iterable[str]) -> int:
         tps = [TopicPartition(t, p) for t in topics
                for p in consumer.partitions_for_topic(t) or ()]
         return sum(consumer.end_offsets(tps).values()) if tps else 0
+    finally:
+        consumer.close()
+
+
+def unconsumed(bootstrap: str, group: str, topics: Iterable[str]) -> int:
+    """How many records of ``topics`` lie beyond the offsets ``group`` has committed."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=group,
+                             enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(t, p) for t in topics
+               for p in consumer.partitions_for_topic(t) or ()]
+        ends = consumer.end_offsets(tps) if tps else {}
+        return sum(max(end - (consumer.committed(tp) or 0), 0) for tp, end in ends.items())
     finally:
         consumer.close()
 

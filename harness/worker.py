@@ -18,6 +18,11 @@ import urllib3
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from harness.kafka import unconsumed
+from harness.waiting import wait_for
+from streams.settings import Settings
+from streams.topics import group_inputs, referrals_topic
+
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 HTTP = urllib3.PoolManager(timeout=urllib3.Timeout(connect=2.0, read=30.0), retries=False)
@@ -25,24 +30,6 @@ HTTP = urllib3.PoolManager(timeout=urllib3.Timeout(connect=2.0, read=30.0), retr
 
 class WorkerExited(AssertionError):
     """The worker process ended while something was waited for."""
-
-
-def wait_for(condition: Callable[[], T | None], timeout: float, what: str,
-             interval: float = 0.2, alive: Callable[[], None] = lambda: None) -> T:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` s.
-    ``alive`` is called between polls and may raise (a process that died)."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-        except (OSError, urllib3.exceptions.HTTPError) as exc:
-            last_error, value = exc, None
-        if value:
-            return value
-        alive()
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} ({last_error=})")
 
 
 def free_port() -> int:
@@ -127,11 +114,19 @@ class Worker:
     def health(self) -> dict[str, Any]:
         return http_get(f"{self.url}/health")[1]
 
-    def wait_settled(self, processed: float, timeout: float = 120.0) -> None:
-        """Until ``processed`` input messages are accounted for and nothing is left to do:
-        no event waiting in a buffer, the time-driven work up to every clock done."""
-        self.wait(lambda: self.processed() >= processed and self.health()["settled"],
-                  timeout, f"{processed} messages processed and the worker settled")
+    def wait_settled(self, timeout: float = 120.0) -> None:
+        """Until every record in the group's input topics is processed, written and its
+        offset committed, and nothing is left to do: no event waiting in a buffer, the
+        catalog read to its end, the time-driven work up to every clock done. Committed
+        offsets, unlike a count of processed messages, also hold across restarts."""
+        settings = Settings.from_env(self.env)
+        topics = list(group_inputs(settings))
+
+        def settled() -> bool:
+            return (unconsumed(settings.bootstrap_servers, settings.group_id, topics) == 0
+                    and self.health()["settled"])
+
+        self.wait(settled, timeout, "every input committed and the worker settled", 0.5)
 
     def profile(self, customer_id: str, as_of: str | None = None) -> tuple[int, Any]:
         """The profile as a client with the worker's API token (if it has one) asks for it."""
@@ -164,8 +159,12 @@ class Worker:
         return totals
 
     def processed(self) -> float:
-        """Input messages accounted for since the process started."""
-        return self.metric("valuestream_events_total")
+        """Input messages accounted for since the process started (the internal referral
+        updates that the worker sends itself are not input)."""
+        internal = referrals_topic(Settings.from_env(self.env))
+        return sum(sample.value for sample in self.samples()
+                   if sample.name == "valuestream_events_total"
+                   and sample.labels["topic"] != internal)
 
     def peak_rss_bytes(self) -> int:
         """The process's peak resident set size (VmHWM), from /proc."""

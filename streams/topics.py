@@ -11,6 +11,7 @@ from datetime import timedelta
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from schemas.events import CATALOG, REFERRALS
 from schemas.events import TOPICS as INPUT_SCHEMAS
 from streams.clients import connect, sync_options
 from streams.settings import Settings
@@ -46,6 +47,14 @@ def state_changelog_topic(settings: Settings) -> str:
 def referrals_topic(settings: Settings) -> str:
     """Internal: what referred customers contribute, keyed by their referrer."""
     return f"{settings.group_id}-referrals"
+
+
+def group_inputs(settings: Settings) -> dict[str, str]:
+    """The topics the consumer group reads, each partition by the worker that owns it
+    (full name -> schema name): the customer-keyed inputs and the internal referrals.
+    ``catalog`` is not among them: every partition reads all of it."""
+    keyed = {settings.topic(t): t for t in INPUT_TOPICS if t != CATALOG}
+    return keyed | {referrals_topic(settings): REFERRALS}
 
 
 def co_purchases_topic(settings: Settings) -> str:

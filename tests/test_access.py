@@ -26,7 +26,7 @@ def test_customer_data_needs_the_token_and_a_known_host(make_worker: Callable[..
     produce(kafka_bootstrap, f"{namespace}-", [event(
         "order.placed", "e1", "alice", "2026-05-01T10:00:00Z", order_id="o1", currency="USD",
         lines=[{"sku": "s", "quantity": 1, "unit_price": "5.00"}])])
-    worker.wait_settled(1)
+    worker.wait_settled()
     url = f"{worker.url}/customers/alice"
     bearer = {"Authorization": f"Bearer {TOKEN}"}
 

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from harness.kafka import Record, event, neighbours, produce, read_topic
-from harness.worker import wait_for
+from harness.waiting import wait_for
 from streams.domain.btyd import NbdParams
 from streams.domain.models import DEFAULT_PARAMS, dump_params
 

@@ -185,13 +185,13 @@ def test_recommendations_beat_popularity_and_follow_new_orders(
         held_out[f"held{n}"] = (first, following - first)
     worker = make_worker(VALUESTREAM_CLOCK="event")
     prefix = f"{namespace}-"
-    sent = produce(kafka_bootstrap, prefix, history)
-    worker.wait_settled(sent, 120)
+    produce(kafka_bootstrap, prefix, history)
+    worker.wait_settled(120)
     # The held-out customers' first orders, once the model has learnt from the others.
     worker.wait(lambda: learned(worker), 60, "the model to learn every co-purchase")
-    sent += produce(kafka_bootstrap, prefix, [shop.order(c, 40, sorted(first))
-                                              for c, (first, _) in held_out.items()])
-    worker.wait_settled(sent, 60)
+    produce(kafka_bootstrap, prefix, [shop.order(c, 40, sorted(first))
+                                      for c, (first, _) in held_out.items()])
+    worker.wait_settled(60)
     recommended, popular, next_orders = [], [], []
     for customer, (first, following) in held_out.items():
         status, profile = worker.profile(customer)
@@ -206,14 +206,14 @@ def test_recommendations_beat_popularity_and_follow_new_orders(
 
     # A pair nobody has bought yet: the model learns it from new orders within a minute.
     started = time.monotonic()
-    sent += produce(kafka_bootstrap, prefix, [shop.order(f"new{n}", 50, ["x-1", "x-2"])
-                                              for n in range(5)])
+    produce(kafka_bootstrap, prefix, [shop.order(f"new{n}", 50, ["x-1", "x-2"])
+                                      for n in range(5)])
     probe = 0
 
     def probe_recommends() -> bool:
-        nonlocal probe, sent
+        nonlocal probe
         probe += 1
-        sent += produce(kafka_bootstrap, prefix, [shop.order("probe", 50 + probe, ["x-1"])])
+        produce(kafka_bootstrap, prefix, [shop.order("probe", 50 + probe, ["x-1"])])
         status, profile = worker.profile("probe")
         return status == 200 and "x-2" in [r["sku"] for r in profile["recommended_products"]]
 

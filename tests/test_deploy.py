@@ -20,7 +20,8 @@ import yaml
 from jsonschema.validators import validator_for
 
 from harness.kafka import event, produce
-from harness.worker import ROOT, Worker, free_port, http_get, wait_for
+from harness.waiting import wait_for
+from harness.worker import ROOT, Worker, free_port, http_get
 from streams.settings import VARIABLES
 
 COMPOSE_GO = "github.com/compose-spec/compose-go/v2@v2.4.4"  # the loader docker compose uses

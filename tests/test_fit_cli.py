@@ -13,7 +13,8 @@ import orjson
 import pytest
 
 from harness.kafka import produce, read_at_least, read_topic
-from harness.worker import ROOT, wait_for
+from harness.waiting import wait_for
+from harness.worker import ROOT
 from streams.demo import DemoTraffic
 
 pytestmark = pytest.mark.kafka

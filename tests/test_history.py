@@ -118,9 +118,9 @@ def history() -> list[dict[str, Any]]:
     return sorted(events, key=lambda e: e["occurred_at"])
 
 
-def processed_outputs(worker: Worker, bootstrap: str, prefix: str, sent: int
+def processed_outputs(worker: Worker, bootstrap: str, prefix: str
                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    worker.wait_settled(sent)
+    worker.wait_settled()
     return ([orjson.loads(r.value) for r in read_topic(bootstrap, f"{prefix}churn-risk")],
             [orjson.loads(r.value) for r in read_topic(bootstrap, f"{prefix}follow-ups")])
 
@@ -139,7 +139,7 @@ def test_published_history_has_no_contradictions(make_worker: Callable[..., Work
     path = tmp_path / "history.jsonl"
     path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
     cli(worker.env, "publish", str(path))
-    churn, follow_ups = processed_outputs(worker, kafka_bootstrap, f"{namespace}-", len(events))
+    churn, follow_ups = processed_outputs(worker, kafka_bootstrap, f"{namespace}-")
     assert any("open_ticket" in e["reasons"] for e in churn)  # the check is not vacuous
     assert contradictions(events, churn, follow_ups) == []
 
@@ -150,7 +150,7 @@ def test_the_demo_has_no_contradictions(make_worker: Callable[..., Worker],
     worker = make_worker("w1")
     cli(worker.env, "demo", "--customers", "200", "--events", "3000", "--rate", "0")
     prefix = f"{namespace}-"
-    churn, follow_ups = processed_outputs(worker, kafka_bootstrap, prefix, 3000)
+    churn, follow_ups = processed_outputs(worker, kafka_bootstrap, prefix)
     tickets = [orjson.loads(r.value) for r in read_topic(kafka_bootstrap,
                                                          f"{prefix}support-tickets")]
     valid = [t for t in tickets if t.get("ticket_id") != "t-x"]  # the demo's malformed ones

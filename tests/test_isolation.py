@@ -33,7 +33,7 @@ def test_deployments_with_one_app_id_and_two_prefixes_stay_apart(
         produce(kafka_bootstrap, f"{namespace}-{name}-", placed("alice", price))
     try:
         for worker in workers.values():
-            worker.wait_settled(1)
+            worker.wait_settled()
             assert worker.health()["active_partitions"] == [0, 1, 2, 3]  # a group of its own
         assert workers["blue"].profile("alice")[1]["revenue"] == "10.00"
         assert workers["green"].profile("alice")[1]["revenue"] == "99.00"

@@ -15,7 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from harness.kafka import read_topic
-from harness.worker import ROOT, free_port, http_get, total, wait_for
+from harness.waiting import wait_for
+from harness.worker import ROOT, free_port, http_get, total
 
 pytestmark = pytest.mark.kafka
 BURST = 3_000  # the events deploy/run.sh sends at once

@@ -82,7 +82,7 @@ def onboard(make_worker: Callable[..., Worker], bootstrap: str, name: str, fmt: 
     worker = make_worker(name, VALUESTREAM_CLOCK="event", **settings)
     sent = publish(worker.env, "--sort", str(path))
     assert sent.returncode == 0, sent.stderr
-    worker.wait_settled(len(events), 90)
+    worker.wait_settled(90)
     worker.stop()
     history = outputs(bootstrap, prefix)
 

@@ -70,7 +70,7 @@ def test_a_broker_outage_is_reported_and_survived(own_broker: tuple[str, dict[st
         produce(bootstrap, f"{namespace}-", [
             event("order.placed", "e1", "alice", "2026-05-01T10:00:00Z", order_id="o1",
                   **order)])
-        worker.wait_settled(1)
+        worker.wait_settled()
         assert http_get(f"{worker.url}/ready")[0] == 200
 
         subprocess.run([str(SCRIPT), "down"], env=broker_env, capture_output=True, check=True)

@@ -16,7 +16,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from harness.worker import ROOT, Worker, free_port, wait_for
+from harness.waiting import wait_for
+from harness.worker import ROOT, Worker, free_port
 from schemas.events import TOPIC_OF_TYPE
 from streams.decode import Invalid, decode
 from streams.demo import DemoTraffic

@@ -10,7 +10,8 @@ import pytest
 from kafka.partitioner.default import murmur2
 
 from harness.kafka import event, produce
-from harness.worker import Worker, wait_for
+from harness.waiting import wait_for
+from harness.worker import Worker
 
 pytestmark = pytest.mark.kafka
 PARTITIONS = 4  # as the Worker helper configures
