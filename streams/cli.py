@@ -1,4 +1,4 @@
-"""The ``valuestream`` command: worker, topics, publish, fit, demo, watch.
+"""The ``valuestream`` command: worker, topics, publish, fit, demo, watch, forward.
 
 Errors a user can fix (a bad flag, a bad environment variable, an unreachable broker) end
 in one line on stderr naming the problem, and exit status 2.
@@ -58,6 +58,13 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
+
+
 def _timestamp(text: str) -> datetime:
     from pydantic import TypeAdapter, ValidationError
 
@@ -103,6 +110,26 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("topic", choices=[CUSTOMER_VALUE, CHURN_RISK, FOLLOW_UPS, DEAD_LETTERS,
                                          MODEL_PARAMS, *INPUT_TOPICS])
     watch.add_argument("--from-beginning", action="store_true")
+
+    forward = commands.add_parser(
+        "forward", help="post each event of an output topic to a webhook (README, *Webhooks*)")
+    forward.add_argument("topic", choices=[CHURN_RISK, FOLLOW_UPS])
+    forward.add_argument("--url", required=True, help="the webhook: an http(s):// address")
+    forward.add_argument("--secret-file", type=Path,
+                         help="a file holding the HMAC-SHA256 signing secret")
+    forward.add_argument("--group", help="the consumer group (default: <app id>-forward-TOPIC; "
+                         "give each destination of one topic its own)")
+    forward.add_argument("--from-beginning", action="store_true",
+                         help="a new group starts at the topic's oldest event, not its next")
+    forward.add_argument("--attempts", type=_positive_int, default=8,
+                         help="posts of one event before it is a dead letter (default 8)")
+    forward.add_argument("--timeout", type=_positive_float, default=10.0,
+                         help="seconds to wait for one answer (default 10)")
+    forward.add_argument("--backoff", type=_non_negative_float, default=1.0,
+                         help="seconds before the second attempt, doubled for each next one "
+                              "(default 1, at most 30)")
+    forward.add_argument("--metrics-port", type=_port, default="9108",
+                         help="the port of the forwarder's /metrics (default 9108)")
 
     demo = commands.add_parser("demo", help="send plausible shop traffic")
     demo.add_argument("--customers", type=_positive_int, default=200)
@@ -155,6 +182,12 @@ def _run(args: argparse.Namespace) -> int:
         from streams.watch import watch
 
         return watch(settings, args.topic, args.from_beginning)
+    if args.command == "forward":
+        from streams.forward import run_forward
+
+        return run_forward(settings, args.topic, args.url, args.secret_file, args.group,
+                           args.from_beginning, args.attempts, args.timeout, args.backoff,
+                           int(args.metrics_port))
     from streams.demo import run_demo
 
     return run_demo(settings, customers=args.customers, events=args.events, rate=args.rate,

@@ -104,3 +104,27 @@ BUILD_INFO = Gauge(
     "valuestream_build_info", "Always 1: the version of valuestream and Python a worker runs",
     ["version", "python"],
 )
+
+# ``valuestream forward`` (README, *Webhooks*): served on its own --metrics-port.
+FORWARD_EVENTS = Counter(
+    "valuestream_forward_events",
+    "Events taken by the forwarder, by topic and outcome (delivered: a 2xx; rejected: a "
+    "status not worth retrying; failed: the retry budget spent; both of these dead letters)",
+    ["topic", "outcome"],
+)
+FORWARD_ATTEMPTS = Counter(
+    "valuestream_forward_attempts",
+    "Posts to the webhook, by topic and result (2xx, 4xx, 5xx, timeout, error)",
+    ["topic", "result"],
+)
+FORWARD_SECONDS = Histogram(
+    "valuestream_forward_post_seconds",
+    "Time from a post to the webhook's answer",
+    ["topic"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+FORWARD_COMMITTED = Gauge(
+    "valuestream_forward_committed_offset",
+    "The offset committed after the latest delivered round, per partition",
+    ["topic", "partition"],
+)

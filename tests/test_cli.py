@@ -27,6 +27,11 @@ def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     (("topics",), {"VALUESTREAM_CLOCK": "sundial"}, "VALUESTREAM_CLOCK"),
     (("publish", "events.jsonl"), {"KAFKA_BOOTSTRAP_SERVERS": "nohost"},
      "KAFKA_BOOTSTRAP_SERVERS"),
+    (("forward", "follow-ups", "--url", "ftp://hook"), {}, "--url"),
+    (("forward", "follow-ups", "--url", "http://hook", "--secret-file", "no/such/file"), {},
+     "--secret-file"),
+    (("forward", "follow-ups", "--url", "http://hook", "--timeout", "0"), {}, "--timeout"),
+    (("forward", "orders", "--url", "http://hook"), {}, "orders"),
 ])
 def test_one_line_error_naming_the_problem(args: tuple[str, ...], env: dict[str, str],
                                            named: str) -> None:
