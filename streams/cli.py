@@ -1,4 +1,4 @@
-"""The ``valuestream`` command: worker, topics, publish, fit, demo, watch, forward.
+"""The ``valuestream`` command: worker, topics, publish, fit, demo, watch, forward, export.
 
 Errors a user can fix (a bad flag, a bad environment variable, an unreachable broker) end
 in one line on stderr naming the problem, and exit status 2.
@@ -131,6 +131,15 @@ def build_parser() -> argparse.ArgumentParser:
     forward.add_argument("--metrics-port", type=_port, default="9108",
                          help="the port of the forwarder's /metrics (default 9108)")
 
+    export = commands.add_parser(
+        "export", help="the customers a filter names, as CSV or JSON lines (README, "
+        "*Segment exports*)")
+    export.add_argument("--where", help="e.g. \"tier in (gold, platinum) and churn = high\"")
+    export.add_argument("--fields", help="comma-separated profile fields (dotted into "
+                        "churn_risk and rfm); default: a mailing set (CSV), everything (JSONL)")
+    export.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    export.add_argument("-o", "--output", type=Path, help="the file to write (default: stdout)")
+
     demo = commands.add_parser("demo", help="send plausible shop traffic")
     demo.add_argument("--customers", type=_positive_int, default=200)
     demo.add_argument("--events", type=_positive_int, default=5_000,
@@ -182,6 +191,10 @@ def _run(args: argparse.Namespace) -> int:
         from streams.watch import watch
 
         return watch(settings, args.topic, args.from_beginning)
+    if args.command == "export":
+        from streams.export import run_export
+
+        return run_export(settings, args.where, args.fields, args.format, args.output)
     if args.command == "forward":
         from streams.forward import run_forward
 
