@@ -18,7 +18,7 @@ must be one line naming the problem.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, get_args
 
@@ -151,18 +151,19 @@ class _Parser:
         return predicate
 
     def either(self) -> Predicate:
-        parts = [self.both()]
-        while self.peek() == ("keyword", "or"):
-            self.take()
-            parts.append(self.both())
-        return parts[0] if len(parts) == 1 else lambda row: any(p(row) for p in parts)
+        return self.joined("or", self.both, any)
 
     def both(self) -> Predicate:
-        parts = [self.single()]
-        while self.peek() == ("keyword", "and"):
+        return self.joined("and", self.single, all)
+
+    def joined(self, keyword: str, part: Callable[[], Predicate],
+               combine: Callable[[Iterable[bool]], bool]) -> Predicate:
+        """``part`` (keyword ``part``)*: ``combine`` (any, all) of their results."""
+        parts = [part()]
+        while self.peek() == ("keyword", keyword):
             self.take()
-            parts.append(self.single())
-        return parts[0] if len(parts) == 1 else lambda row: all(p(row) for p in parts)
+            parts.append(part())
+        return parts[0] if len(parts) == 1 else lambda row: combine(p(row) for p in parts)
 
     def single(self) -> Predicate:
         token = self.peek()
