@@ -39,10 +39,19 @@ class Output(Struct, kw_only=True, gc=False):
     """Base of the output records (no fields of its own)."""
 
 
+class ChurnReasonView(Output):
+    """One term of a churn score: what it is, what it adds, what it means."""
+
+    code: str
+    points: Annotated[int, Meta(ge=0, le=100)]
+    text: str
+
+
 class ChurnRiskView(Output):
     level: Level
     score: Annotated[int, Meta(ge=0, le=100)]
-    reasons: list[str]
+    reasons: list[str]  # the codes of reason_details, kept for existing readers
+    reason_details: list[ChurnReasonView]  # largest contribution first
 
 
 class RfmView(Output):
@@ -93,6 +102,7 @@ class Profile(Output):
     orders: int
     first_order_at: Time | None
     last_order_at: Time | None
+    days_since_last_order: Annotated[int, Meta(ge=0)] | None  # whole days to as_of
     revenue: Money
     refunds: Money
     net_revenue: Money
@@ -157,7 +167,8 @@ class ChurnRiskChanged(Output, kw_only=True):
     previous_level: Level
     score: Annotated[int, Meta(ge=0, le=100)]
     p_alive: float | None
-    reasons: list[str]
+    reasons: list[str]  # the codes of reason_details, kept for existing readers
+    reason_details: list[ChurnReasonView]  # largest contribution first
     predicted_clv_365d: Money | None
     currency: Currency
     value_tier: Tier | None

@@ -113,6 +113,9 @@ def register_views(app: faust.App, agent: CustomerAgent, settings: Settings) -> 
                 return unavailable(view, "catching_up", f"partition {partition} is catching up "
                                    "with the events it had when this worker took it over")
             return error(view, 404, "not_found", f"no profile for customer {customer_id!r}")
+        if as_of is not None and state.first_seen_at is not None and as_of < state.first_seen_at:
+            return error(view, 404, "before_first_event",
+                         f"customer {customer_id!r} has no events before {timestamp(as_of)}")
         profile = build_profile(state, as_of or now_of(partition), agent.rules,
                                 agent.models.predictor)
         return view.bytes(msgspec.json.encode(profile), content_type="application/json")

@@ -11,6 +11,7 @@ import pytest
 from streams.domain.churn import (
     assess_churn,
     churn_score,
+    explain,
     level_after,
     next_rise_at,
 )
@@ -80,8 +81,13 @@ def test_reasons_and_points() -> None:
     assert score.reasons == ("poor_rating", "unsubscribed", "open_ticket", "ticket_overdue",
                              "email_bounced", "email_silence")
     assert score.score == 10 + 15 + 15 + 10 + 10 + 10 + 10  # silence: 100 x (1 - 0.9)
+    assert score.points == (15, 15, 10, 10, 10, 10)  # silence: 10, under the reason's 20
+    assert [(code, points) for code, points, _ in explain(score)] == list(
+        zip(score.reasons, score.points, strict=True))
+    assert all(text and "\n" not in text for _, _, text in explain(score))
     assert churn_score(state, p_alive=0.2, as_of=as_of).score == 100  # capped
-    assert churn_score(buyer(0), p_alive=0.7, as_of=as_of).reasons == ("purchase_silence",)
+    silent = churn_score(buyer(0), p_alive=0.7, as_of=as_of)
+    assert (silent.reasons, silent.points) == (("purchase_silence",), (30,))
 
 
 @pytest.mark.parametrize("days", [(0,), (0, 10, 20), (0, 3, 5, 40, 41, 90)])

@@ -13,6 +13,7 @@ from streams.domain.followups import (
     plan,
     priority,
 )
+from streams.domain.profile import pending_follow_ups
 from streams.domain.state import CustomerState, Ticket
 
 T0 = datetime(2026, 5, 1, 9, tzinfo=UTC)
@@ -90,3 +91,17 @@ def test_the_cap_drops_what_could_only_go_after_its_expiry() -> None:
     assert emitted == ["poor_rating_recovery"]
     assert dropped == [("ticket_overdue", "cap")]
     assert "ticket_overdue" not in state.followups
+
+
+def test_the_profile_lists_only_follow_ups_not_expired_at_its_as_of() -> None:
+    state = CustomerState("c", first_seen_at=T0)
+    rated(state, "t1", T0 + timedelta(days=1), csat=1)  # a poor rating of a closed ticket
+    plan(state, T0, facts(), RULES)
+
+    def listed(day: int) -> list[str]:
+        return [f.reason for f in pending_follow_ups(state, T0 + timedelta(days=day))]
+
+    # poor_rating_recovery: due day 1, expires day 3; ticket_follow_up: due 3, expires 8.
+    assert listed(2) == ["poor_rating_recovery", "ticket_follow_up"]
+    assert listed(3) == ["ticket_follow_up"]
+    assert listed(8) == []

@@ -150,7 +150,7 @@ EXPECTED = {
         "customer_id": "alice", "as_of": AS_OF, "currency": "USD",
         "first_seen_at": "2026-03-01T10:00:00Z", "updated_at": "2026-04-01T13:00:00Z",
         "orders": 3, "first_order_at": "2026-03-01T10:00:00Z",
-        "last_order_at": "2026-04-01T12:00:00Z",
+        "last_order_at": "2026-04-01T12:00:00Z", "days_since_last_order": 8,  # 8.5 days
         "revenue": "115.48",  # 45.48 + 30.00 + 40.00
         "refunds": "6.00", "net_revenue": "109.48",
         "gross_margin": "55.63",  # 25.63 + 18.00 + 12.00
@@ -173,7 +173,7 @@ EXPECTED = {
         "customer_id": "bob", "as_of": AS_OF, "currency": "USD",
         "first_seen_at": "2026-03-10T08:00:00Z", "updated_at": "2026-03-20T08:00:00Z",
         "orders": 1, "first_order_at": "2026-03-20T08:00:00Z",
-        "last_order_at": "2026-03-20T08:00:00Z",
+        "last_order_at": "2026-03-20T08:00:00Z", "days_since_last_order": 20,
         "revenue": "0.00", "refunds": "0.00", "net_revenue": "0.00", "gross_margin": "0.00",
         "discounts": "15.00", "average_order_value": "0.00",
         "cancelled_orders": 0, "amended_orders": 0, "late_payments": 0, "paid_orders": 0,
@@ -190,7 +190,7 @@ EXPECTED = {
         "customer_id": "carol", "as_of": AS_OF, "currency": "USD",
         "first_seen_at": "2026-03-04T04:30:00Z", "updated_at": "2026-03-06T00:00:00Z",
         "orders": 1, "first_order_at": "2026-03-04T04:30:00Z",
-        "last_order_at": "2026-03-04T04:30:00Z",
+        "last_order_at": "2026-03-04T04:30:00Z", "days_since_last_order": 36,
         "revenue": "2.67", "refunds": "1.00",
         "net_revenue": "1.67",  # 1.665 half-up (half-even would say 1.66)
         "gross_margin": "0.80", "discounts": "0.00", "average_order_value": "2.67",
@@ -278,13 +278,16 @@ def test_customers_gauge_counts_profiles_owned(scenario_run: dict[str, Any]) -> 
                 "the customers gauge to add up to 3")
 
 
-def test_unknown_customer_is_404_and_bad_as_of_is_400(scenario_run: dict[str, Any]) -> None:
+def test_unknown_customer_or_time_is_404_and_bad_as_of_is_400(scenario_run: dict[str, Any]) -> None:
     worker = scenario_run["worker"]
     assert worker.profile("eve")[0] == 404  # its only event was a dead letter
     status, body = worker.profile("nobody")
     assert (status, body["error"]) == (404, "not_found")
     status, body = worker.profile("alice", as_of="2026-04-10T00:00:00")  # naive
     assert (status, body["error"]) == (400, "bad_as_of")
+    status, body = worker.profile("alice", as_of="2026-03-01T09:59:59Z")  # before her first
+    assert (status, body["error"]) == (404, "before_first_event")
+    assert worker.profile("alice", as_of="2026-03-01T10:00:00Z")[0] == 200
 
 
 def test_erasure_leaves_404_and_a_tombstone(scenario_run: dict[str, Any]) -> None:

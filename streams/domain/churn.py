@@ -40,6 +40,17 @@ POINTS = {
     "unsubscribed": 15,
     "email_silence": 10,
 }
+# What each reason means, in one line for a person (profiles, churn-risk events, the UI).
+REASON_TEXT = {
+    "purchase_silence": "has not bought for longer than their own rhythm predicts "
+                        "(points: 100 x (1 - P(alive)))",
+    "open_ticket": "has a support ticket open",
+    "ticket_overdue": "their oldest open ticket is older than 72 hours",
+    "poor_rating": "rated their latest support contact 1 or 2 out of 5",
+    "email_bounced": "email to them bounced",
+    "unsubscribed": "unsubscribed from email",
+    "email_silence": "opened none of 3 or more emails in the last 60 days",
+}
 SILENCE_REASON_FROM = 20
 TICKET_OVERDUE_AFTER = timedelta(hours=72)
 EMAIL_SILENCE_AFTER = timedelta(days=60)
@@ -50,6 +61,13 @@ EMAIL_SILENCE_MIN_SENT = 3
 class ChurnScore:
     score: int
     reasons: tuple[str, ...]  # largest contribution first
+    points: tuple[int, ...]  # each reason's points, in the same order
+
+
+def explain(score: ChurnScore) -> list[tuple[str, int, str]]:
+    """Each reason of a score as (code, points, one-line text), largest first."""
+    return [(code, points, REASON_TEXT[code])
+            for code, points in zip(score.reasons, score.points, strict=True)]
 
 
 def silence_points(p_alive: float | None) -> int:
@@ -98,7 +116,8 @@ def churn_score(state: CustomerState, p_alive: float | None, as_of: datetime) ->
     if silence >= SILENCE_REASON_FROM:
         points = {"purchase_silence": silence, **points}
     ordered = sorted(points, key=lambda k: -points[k])  # stable: ties keep the order above
-    return ChurnScore(score=min(100, total), reasons=tuple(ordered))
+    return ChurnScore(score=min(100, total), reasons=tuple(ordered),
+                      points=tuple(points[k] for k in ordered))
 
 
 def level_after(previous: str, score: int, rules: ChurnRules) -> str:

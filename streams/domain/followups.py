@@ -22,7 +22,7 @@ from itertools import pairwise
 from typing import Any
 
 from schemas.events import ProductPublished
-from streams.domain.churn import ChurnRisk
+from streams.domain.churn import ChurnRisk, explain
 from streams.domain.history import PurchaseHistory
 from streams.domain.interests import matches
 from streams.domain.money import money
@@ -364,11 +364,13 @@ def _context(state: CustomerState, pending: PendingFollowUp, facts: ValueFacts,
         context.update(ticket_id=pending.subject, ticket_priority=ticket.priority,
                        ticket_open=ticket.is_open, csat=ticket.csat)
     if facts.live:
-        context.update(orders=len(facts.live),
-                       last_order_at=facts.live[-1].placed_at.isoformat())
+        context.update(orders=len(facts.live), last_order_at=facts.live[-1].placed_at)
     if pending.reason == "win_back" and facts.churn is not None:
-        context["churn_risk"] = {"level": facts.churn.level, "score": facts.churn.score.score,
-                                 "reasons": list(facts.churn.score.reasons)}
+        score = facts.churn.score
+        context["churn_risk"] = {
+            "level": facts.churn.level, "score": score.score, "reasons": list(score.reasons),
+            "reason_details": [{"code": code, "points": points, "text": text}
+                               for code, points, text in explain(score)]}
     if pending.reason == "warm_lead":
         context["recent_clicks"] = len(state.emails.click_times)
     if pending.reason == "referral_thank_you" and (

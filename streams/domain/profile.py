@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from schemas.outputs import (
+    ChurnReasonView,
     ChurnRiskView,
     InterestsView,
     InterestView,
@@ -21,7 +22,7 @@ from schemas.outputs import (
     RfmView,
     SubscriptionView,
 )
-from streams.domain.churn import ChurnRisk, current_churn
+from streams.domain.churn import ChurnRisk, ChurnScore, current_churn, explain
 from streams.domain.history import PurchaseHistory, live_orders, purchase_history
 from streams.domain.interests import InterestRules, ranked, split, subscribed
 from streams.domain.money import money
@@ -32,6 +33,7 @@ from streams.domain.state import ZERO, CustomerState, Order
 
 RATE = Decimal("0.0001")
 TICKET_WINDOW = timedelta(days=90)
+DAY = timedelta(days=1)
 
 
 def rate(part: Decimal | int, whole: Decimal | int) -> float | None:
@@ -46,6 +48,12 @@ def timestamp(moment: datetime) -> str:
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
     return moment.isoformat().replace("+00:00", "Z")
+
+
+def explained(score: ChurnScore) -> list[ChurnReasonView]:
+    """A churn score's reasons with their points and meaning."""
+    return [ChurnReasonView(code=code, points=points, text=text)
+            for code, points, text in explain(score)]
 
 
 def margin_rate(live: list[Order]) -> Decimal | None:
@@ -118,6 +126,7 @@ def build_profile(state: CustomerState, as_of: datetime, rules: Rules,
         orders=len(live),
         first_order_at=live[0].placed_at if live else None,
         last_order_at=live[-1].placed_at if live else None,
+        days_since_last_order=(max((as_of - live[-1].placed_at) // DAY, 0) if live else None),
         revenue=money(revenue),
         refunds=money(refunds),
         net_revenue=money(net_revenue),
@@ -158,12 +167,13 @@ def build_profile(state: CustomerState, as_of: datetime, rules: Rules,
         predicted_clv_365d=(money(Decimal(prediction.predicted_clv_365d))
                             if prediction else None),
         churn_risk=ChurnRiskView(level=risk.level, score=risk.score.score,
-                                 reasons=list(risk.score.reasons)),
+                                 reasons=list(risk.score.reasons),
+                                 reason_details=explained(risk.score)),
         rfm=_rfm(predictor, history, as_of),
         value_tier=relationship_tier(prediction.predicted_clv_365d if prediction else None,
                                      brought.referred_clv, bool(state.referrals),
                                      predictor.params),
-        follow_ups=pending_follow_ups(state),
+        follow_ups=pending_follow_ups(state, as_of),
         interests=interests_view(state, live, as_of, rules.interests),
         recommended_products=[RecommendationView(sku=sku, score=score)
                               for sku, score in state.recommended],
@@ -194,10 +204,12 @@ def interests_view(state: CustomerState, live: list[Order], as_of: datetime,
                                                for name, at in subscribed(state))])
 
 
-def pending_follow_ups(state: CustomerState) -> list[PendingFollowUpView]:
+def pending_follow_ups(state: CustomerState, as_of: datetime) -> list[PendingFollowUpView]:
+    """The follow-ups planned and not yet expired at ``as_of``."""
     return [
         PendingFollowUpView(reason=f.reason, due_at=f.due_at, expires_at=f.expires_at)
         for f in sorted(state.followups.values(), key=lambda f: (f.due_at, f.reason))
+        if f.expires_at > as_of
     ]
 
 

@@ -44,7 +44,7 @@ from streams.domain.followups import REASONS, Dropped, FollowUp, ValueFacts, fir
 from streams.domain.history import live_orders, purchase_history
 from streams.domain.money import cents, money
 from streams.domain.predict import Predictor
-from streams.domain.profile import Decided, margin_rate, timestamp
+from streams.domain.profile import Decided, explained, margin_rate, timestamp
 from streams.domain.referrals import (
     Contribution,
     contribution,
@@ -234,6 +234,7 @@ def churn_event(customer_id: str, change: ChurnChange, risk: ChurnRisk, facts: V
         score=risk.score.score,
         p_alive=round(risk.p_alive, 4) if risk.p_alive is not None else None,
         reasons=list(risk.score.reasons),
+        reason_details=explained(risk.score),
         predicted_clv_365d=money(facts.clv) if facts.clv is not None else None,
         currency=facts.currency,
         value_tier=facts.tier,
