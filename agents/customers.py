@@ -660,8 +660,9 @@ class CustomerAgent(Service):
 
     def refresh_gauges(self) -> None:
         for level in LEVELS:
-            CUSTOMERS.labels(level).set(sum(self.store.counts.get(p, {}).get(level, 0)
-                                            for p in self.partitions))
+            CUSTOMERS.labels(level).set(sum(self.store.counts[p].levels[level]
+                                            for p in self.partitions
+                                            if p in self.store.counts))
         for number, partition in self.partitions.items():
             for topic, source in partition.inputs.items():
                 if source.highwater is not None:

@@ -10,8 +10,12 @@ Keys start with a kind and the partition (2 bytes, big-endian):
   expire, ordered the same way;
 * ``i`` partition interest customer_id -> b"": the interest index, the customers a published
   product may interest (``interests.index_keys``), by an 8-byte hash of the interest;
+* ``h`` partition clv customer_id -> b"": customers at high churn risk, most valuable first
+  (predicted CLV in cents, descending);
+* ``w`` partition priority due customer_id -> expiry, reason, sent: the follow-up each
+  customer is to be called about (``codec.call_of``), highest priority first, then earliest;
 * ``m`` partition name -> bookkeeping: ``changelog`` (the next changelog offset the local
-  records do not reflect yet) and ``counts`` (customers with a profile by churn level).
+  records do not reflect yet) and ``counts`` (the partition's :class:`Aggregates`).
 
 Only the records are on the changelog. The indexes and the counts are derived from the
 records (their headers; for the interest index, the states the header flags as indexed):
@@ -26,8 +30,9 @@ does both for the keys of erased customers.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from hashlib import blake2b
 from itertools import islice
 from pathlib import Path
@@ -35,12 +40,51 @@ from pathlib import Path
 import orjson
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
 
-from streams.codec import NO_DEADLINE, Header, decode_state, read_header
+from streams.codec import NO_DEADLINE, REASON_CODES, Header, decode_state, read_header
 from streams.domain.churn import LEVELS
 from streams.domain.state import CustomerState
 
-CUSTOMER, DUE, EXPIRY, INTEREST, META = b"c", b"d", b"x", b"i", b"m"
+CUSTOMER, DUE, EXPIRY, INTEREST, HIGH_RISK, CALLS, META = (
+    b"c", b"d", b"x", b"i", b"h", b"w", b"m")
 _SHIFT = 2**63
+_CALL = struct.Struct(">qB?")  # a call's expiry (us), reason number, sent
+
+
+def _descending(value: int) -> bytes:
+    """8 bytes whose byte order is the descending order of ``value`` (signed 64 bits)."""
+    return (2**64 - 1 - (value + _SHIFT)).to_bytes(8, "big")
+
+
+@dataclass
+class Aggregates:
+    """A partition's customers with a profile, counted as the overview shows them; kept in
+    step with the records by every write (from their headers), never by a scan."""
+
+    levels: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LEVELS, 0))
+    tiers: dict[str, dict[str, int]] = field(default_factory=dict)  # tier|"none" -> level -> n
+    rfm: dict[str, int] = field(default_factory=dict)  # "r,f" -> n
+    at_risk_cents: int = 0  # predicted CLV of the customers at high risk
+
+    def add(self, header: Header, sign: int) -> None:
+        self.levels[header.level] += sign
+        by_level = self.tiers.setdefault(header.tier or "none", dict.fromkeys(LEVELS, 0))
+        by_level[header.level] += sign
+        if header.r:
+            cell = f"{header.r},{header.f}"
+            self.rfm[cell] = self.rfm.get(cell, 0) + sign
+        if header.level == "high" and header.clv_cents is not None:
+            self.at_risk_cents += sign * header.clv_cents
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({"levels": self.levels, "tiers": self.tiers, "rfm": self.rfm,
+                             "at_risk_cents": self.at_risk_cents})
+
+    @classmethod
+    def from_json(cls, raw: bytes | None) -> Aggregates:
+        data = orjson.loads(raw) if raw else {}
+        if "levels" not in data:  # none yet, or counts by level only (before the overview)
+            return cls(levels={**dict.fromkeys(LEVELS, 0), **data})
+        return cls(**data)
 
 
 def _part(partition: int) -> bytes:
@@ -97,7 +141,7 @@ class LocalStore:
         options.set_block_based_table_factory(table)
         self._options = options
         self.db = Rdict(str(self.path), options)
-        self.counts: dict[int, dict[str, int]] = {}
+        self.counts: dict[int, Aggregates] = {}
 
     def close(self) -> None:
         self.db.close()
@@ -162,8 +206,45 @@ class LocalStore:
         return int(raw) if raw is not None else None
 
     def load_counts(self, partition: int) -> None:
-        raw = self.db.get(META + _part(partition) + b"counts")
-        self.counts[partition] = orjson.loads(raw) if raw else dict.fromkeys(LEVELS, 0)
+        self.counts[partition] = Aggregates.from_json(
+            self.db.get(META + _part(partition) + b"counts"))
+
+    def most_valuable_at_risk(self, partition: int, limit: int) -> list[tuple[int, str]]:
+        """Up to ``limit`` customers at high churn risk, most valuable first, as
+        (predicted CLV in cents, customer id)."""
+        prefix = HIGH_RISK + _part(partition)
+        found = []
+        for key, _ in self._scan(prefix, limit):
+            clv = 2**64 - 1 - int.from_bytes(key[3:11], "big") - _SHIFT
+            found.append((clv, key[11:].decode()))
+        return found
+
+    def calls(self, partition: int, now_us: int, until_us: int, limit: int, scan: int
+              ) -> list[tuple[int, str, int, str, bool]]:
+        """Up to ``limit`` customers to call, highest priority first, as (priority,
+        reason, due, customer id, sent): a follow-up sent and not expired at ``now_us``, or a
+        pending one due by ``until_us``. At most ``scan`` index entries are read."""
+        prefix = CALLS + _part(partition)
+        found = []
+        for key, value in self._scan(prefix, scan):
+            expires_us, reason, sent = _CALL.unpack(value)
+            due_us = int.from_bytes(key[11:19], "big") - _SHIFT
+            if (expires_us > now_us if sent else due_us <= until_us and expires_us > now_us):
+                priority = 2**64 - 1 - int.from_bytes(key[3:11], "big") - _SHIFT
+                found.append((priority, REASON_CODES[reason - 1], due_us, key[19:].decode(),
+                              sent))
+                if len(found) == limit:
+                    break
+        return found
+
+    def _scan(self, prefix: bytes, limit: int) -> Iterator[tuple[bytes, bytes]]:
+        iterator = self.db.iter()
+        iterator.seek(prefix)
+        for _ in range(limit):
+            if not iterator.valid() or not (key := iterator.key()).startswith(prefix):
+                return
+            yield key, iterator.value()
+            iterator.next()
 
     def forget_counts(self, partition: int) -> None:
         self.counts.pop(partition, None)
@@ -184,8 +265,7 @@ class LocalStore:
             batch.put(META + _part(partition) + b"changelog", str(position).encode())
         for partition in touched:
             if partition in self.counts:
-                batch.put(META + _part(partition) + b"counts",
-                          orjson.dumps(self.counts[partition]))
+                batch.put(META + _part(partition) + b"counts", self.counts[partition].to_json())
         self.db.write(batch)
 
     def restore(self, partition: int, records: dict[bytes, bytes | None], position: int
@@ -199,16 +279,16 @@ class LocalStore:
             self._index(batch, partition, name, _indexed(stored), _indexed(record),
                         erased=record is None)
         batch.put(META + _part(partition) + b"changelog", str(position).encode())
-        batch.put(META + _part(partition) + b"counts", orjson.dumps(self.counts[partition]))
+        batch.put(META + _part(partition) + b"counts", self.counts[partition].to_json())
         self.db.write(batch)
 
     def wipe(self, partition: int) -> None:
         """Forget everything local of a partition (before a restore from scratch)."""
-        for kind in (CUSTOMER, DUE, EXPIRY, INTEREST, META):
+        for kind in (CUSTOMER, DUE, EXPIRY, INTEREST, HIGH_RISK, CALLS, META):
             start, end = kind + _part(partition), kind + _part(partition + 1)
             self.db.delete_range(start, end)
             self.erased.append((start, end))
-        self.counts[partition] = dict.fromkeys(LEVELS, 0)
+        self.counts[partition] = Aggregates()
 
     def unschedule(self, partition: int, customer_id: str, header: Header) -> None:
         """Take a customer out of the due index (a deadline left out after a failure)."""
@@ -244,12 +324,14 @@ class LocalStore:
              record: bytes | None) -> None:
         counts = self.counts[partition]
         if before is not None:
-            if (old := index_key(partition, before, name)) is not None:
-                batch.delete(old)
-                if record is None:
-                    self.erased.append((old, old + b"\x00"))
+            for old in (index_key(partition, before, name),
+                        *_overview_keys(partition, before, name)):
+                if old is not None:
+                    batch.delete(old)
+                    if record is None:
+                        self.erased.append((old, old + b"\x00"))
             if before.has_profile:
-                counts[before.level] -= 1
+                counts.add(before, -1)
         key = customer_key(partition, name)
         if record is None:
             batch.delete(key)
@@ -260,7 +342,27 @@ class LocalStore:
         if (new := index_key(partition, after, name)) is not None:
             batch.put(new, b"")
         if after.has_profile:
-            counts[after.level] += 1
+            counts.add(after, 1)
+            risk_key, call_key = _overview_keys(partition, after, name)
+            if risk_key is not None:
+                batch.put(risk_key, b"")
+            if call_key is not None and after.call is not None:
+                batch.put(call_key, _CALL.pack(after.call.expires_us,
+                                               REASON_CODES.index(after.call.reason) + 1,
+                                               after.call.sent))
+
+
+def _overview_keys(partition: int, header: Header, name: bytes
+                   ) -> tuple[bytes | None, bytes | None]:
+    """A customer's entries in the high-risk and the calls index (None: not listed)."""
+    if not header.has_profile:
+        return None, None
+    risk = (HIGH_RISK + _part(partition) + _descending(header.clv_cents) + name
+            if header.level == "high" and header.clv_cents is not None else None)
+    call = header.call
+    calls = (CALLS + _part(partition) + _descending(call.priority)
+             + (call.due_us + _SHIFT).to_bytes(8, "big") + name) if call is not None else None
+    return risk, calls
 
 
 def _indexed(record: bytes | None) -> tuple[str, ...]:

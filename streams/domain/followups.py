@@ -208,6 +208,7 @@ def fire(state: CustomerState, at: datetime, now: datetime, facts: ValueFacts,
             if pending.reason not in LIVE_MODEL:
                 state.followup_times = [t for t in state.followup_times
                                         if t > at - rules.cap_window] + [at]
+                _remember_sent(state, pending, at, facts)
             emitted.append(FollowUp(
                 reason=pending.reason, due_at=pending.due_at, expires_at=pending.expires_at,
                 priority=priority(pending.reason, facts), subject=pending.subject,
@@ -216,11 +217,31 @@ def fire(state: CustomerState, at: datetime, now: datetime, facts: ValueFacts,
 
 
 def priority(reason: str, facts: ValueFacts) -> int:
-    value = 0.0
+    return priority_of(reason, priority_value(facts))
+
+
+def priority_value(facts: ValueFacts) -> float:
+    """The value half of a priority: 100 x relationship value / the platinum cut, 0-100."""
     relationship = (facts.clv or ZERO) + facts.referred_clv  # README, *Referrals*
-    if facts.platinum_cut > 0:
-        value = min(100.0, 100.0 * max(float(relationship), 0.0) / facts.platinum_cut)
+    if facts.platinum_cut <= 0:
+        return 0.0
+    return min(100.0, 100.0 * max(float(relationship), 0.0) / facts.platinum_cut)
+
+
+def priority_of(reason: str, value: float) -> int:
     return round((value + REASONS[reason].urgency) / 2)
+
+
+def _remember_sent(state: CustomerState, sent: PendingFollowUp, at: datetime,
+                   facts: ValueFacts) -> None:
+    """Keep the follow-up sent last for the overview's calls, unless one of higher priority
+    sent before is still valid. (Not cross-sell's: it depends on a live model, and the state
+    must be what a replay makes.)"""
+    kept = state.last_follow_up
+    if (kept is None or kept.expires_at <= at
+            or priority(sent.reason, facts) >= priority(kept.reason, facts)):
+        state.last_follow_up = PendingFollowUp(reason=sent.reason, due_at=sent.due_at,
+                                               expires_at=sent.expires_at, subject=sent.subject)
 
 
 def _cap_frees_at(state: CustomerState, at: datetime, rules: FollowUpRules) -> datetime | None:

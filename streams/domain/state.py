@@ -125,6 +125,16 @@ class PendingFollowUp(Struct, array_like=True, gc=False):
         return id_hash(f"{self.reason}|{self.subject}|{self.due_at.isoformat()}")
 
 
+class Standing(Struct, array_like=True, gc=False, frozen=True):
+    """Where the customer's last decision placed them, for the shop's overview (the stored
+    record's header carries it, so the overview's aggregates never decode a state)."""
+
+    clv_cents: int | None  # predicted CLV of the next 365 days, in cents
+    r: int  # RFM recency and frequency scores, 1-5 (0: no purchase yet)
+    f: int
+    value: int  # the value half of a follow-up's priority, 0-100 (README, *Follow-ups*)
+
+
 class Subscription(Struct, array_like=True, gc=False):
     """The latest subscribe or unsubscribe of one interest (latest ``at`` wins)."""
 
@@ -178,6 +188,10 @@ class CustomerState(Struct, array_like=True, gc=False):
     referred_at: datetime | None = None
     referrals: dict[str, Referred] = {}
     referral_sent: int | None = None
+    # The overview's view of the customer: the last decision's standing, and the follow-up
+    # sent last (to call about until it expires).
+    standing: Standing | None = None
+    last_follow_up: PendingFollowUp | None = None
 
     @property
     def has_profile(self) -> bool:

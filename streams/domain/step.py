@@ -40,7 +40,15 @@ from schemas.outputs import ChurnRiskChanged, FollowUpDue
 from streams.domain.apply import Outcome, apply_event, expire_parked
 from streams.domain.churn import ChurnChange, ChurnRisk, assess_churn
 from streams.domain.copurchase import CoPurchase, CoPurchaseModel, bought_skus
-from streams.domain.followups import REASONS, Dropped, FollowUp, ValueFacts, fire, plan
+from streams.domain.followups import (
+    REASONS,
+    Dropped,
+    FollowUp,
+    ValueFacts,
+    fire,
+    plan,
+    priority_value,
+)
 from streams.domain.history import live_orders, purchase_history
 from streams.domain.money import cents, money
 from streams.domain.predict import Predictor
@@ -52,7 +60,15 @@ from streams.domain.referrals import (
     totals,
 )
 from streams.domain.rules import Rules
-from streams.domain.state import ZERO, CustomerState, Order, Rejected, Source, id_hash
+from streams.domain.state import (
+    ZERO,
+    CustomerState,
+    Order,
+    Rejected,
+    Source,
+    Standing,
+    id_hash,
+)
 
 JUST_BEFORE = timedelta(microseconds=1)  # time's resolution: work due before an event
 
@@ -209,6 +225,10 @@ def _decide(result: StepResult, state: CustomerState, at: datetime, clock: Clock
         platinum_cut=predictor.params.tiers.platinum,
         became_high_risk=change is not None and change.risk.level == "high", churn=risk,
         referred_clv=referred)
+    rfm = predictor.rfm(history, at) if history is not None else None
+    state.standing = Standing(clv_cents=int(clv * 100) if clv is not None else None,
+                              r=rfm.r if rfm else 0, f=rfm.f if rfm else 0,
+                              value=round(priority_value(facts)))
     result.dropped += plan(state, at, facts, rules.follow_ups)
     emitted, not_sent = fire(state, at, clock.at(at), facts, rules.follow_ups)
     result.dropped += not_sent
