@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from harness.waiting import wait_for
 from harness.worker import ROOT, Worker, http_get
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -135,7 +136,9 @@ def test_overview_and_customer_pages_in_a_browser(make_worker: Callable[..., Wor
     box = browser.find_element(By.NAME, "id")
     box.send_keys("demo-00007")
     box.submit()
-    assert browser.current_url.endswith("/ui/customers/demo-00007")
+    wait_for(lambda: browser.current_url.endswith("/ui/customers/demo-00007")
+             and browser.find_elements(By.ID, "customer"), 30,
+             "the search to open the customer's page")
     assert text(browser, "customer").startswith("demo-00007")
     screenshot(browser, "search")
 
@@ -151,6 +154,7 @@ def test_the_pages_ask_for_the_token_and_take_it_once(make_worker: Callable[...,
     box = browser.find_element(By.NAME, "token")
     box.send_keys("t0ken-for-the-shop")
     box.submit()
-    assert browser.current_url.endswith("/ui")
+    wait_for(lambda: browser.current_url.endswith("/ui")
+             and browser.find_elements(By.ID, "customers"), 30, "the overview after the login")
     assert text(browser, "customers") == "0"
     screenshot(browser, "logged-in")
