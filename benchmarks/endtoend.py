@@ -44,7 +44,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from agents.customers import Batch, Decider, catalog_input, partition_for
 from harness.application import Application
 from harness.kafka import end_offsets
-from harness.worker import Worker, total
+from harness.worker import Worker, http_get, total
 from schemas.events import CATALOG
 from streams.clients import async_options, sync_options
 from streams.codec import decode_state, read_header
@@ -91,6 +91,7 @@ class Recovery:
     customers: int
     changelog_records: int
     seconds: float  # launch of the new worker until its first event is processed
+    overview_ms: float  # GET /ui of the recovered worker, median of OVERVIEW_REQUESTS
 
 
 def traffic_for(customers: int, events: int, relationships: bool = True) -> DemoTraffic:
@@ -325,9 +326,25 @@ def recover(app: Application, traffic: DemoTraffic, worker: Worker) -> Recovery:
                     "the new worker to recover and process an event", interval=0.5)
     seconds = time.monotonic() - recovering.started
     wait_for_customer_count(recovering, lambda n: n >= customers)
+    overview_ms = time_overview(recovering)
     recovering.stop()
     return Recovery(customers=int(customers), changelog_records=records,
-                    seconds=round(seconds, 2))
+                    seconds=round(seconds, 2), overview_ms=overview_ms)
+
+
+OVERVIEW_REQUESTS = 7
+
+
+def time_overview(worker: Worker) -> float:
+    """The median time of the overview page (``/ui``), in ms, over every customer."""
+    times = []
+    for _ in range(OVERVIEW_REQUESTS):
+        started = time.perf_counter()
+        status, page = http_get(f"{worker.url}/ui")
+        times.append(1000 * (time.perf_counter() - started))
+        if status != 200 or 'id="missing"' in page:
+            raise SystemExit(f"benchmark: the overview answered {status} or left partitions out")
+    return round(float(np.median(times)), 1)
 
 
 def wait_for_customer_count(worker: Worker, good: Any) -> float:
@@ -422,7 +439,9 @@ def markdown(results: dict[str, Any]) -> str:
             f"{scale['rss_ratio']:.2f} |"]
     if rec := results.get("recovery"):
         lines += [f"| recovery of {rec['customers']:,} customers "
-                  f"({rec['changelog_records']:,} changelog records) | {rec['seconds']} s |"]
+                  f"({rec['changelog_records']:,} changelog records) | {rec['seconds']} s |",
+                  f"| the overview page (`/ui`) over {rec['customers']:,} customers, median of "
+                  f"{OVERVIEW_REQUESTS} | {rec['overview_ms']} ms |"]
     return "\n".join(lines) + "\n"
 
 

@@ -49,6 +49,8 @@ PY
 cat <<TXT
 
 valuestream is running.
+  the shop's overview $url/ui
+  a customer's page   $url/ui/customers/demo-00001
   a customer profile  $url/customers/demo-00001
   at a given moment   $url/customers/demo-00001?as_of=2030-01-01T00:00:00Z
   health              $url/health

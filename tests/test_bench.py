@@ -33,8 +33,10 @@ def test_bench_takes_every_measure(kafka_bootstrap: str, tmp_path: Path,
     # Every one of the large run's customers was given state, and all of it came back.
     assert results["recovery"]["customers"] == 300
     assert results["recovery"]["changelog_records"] >= 300
+    assert results["recovery"]["overview_ms"] > 0
     plain = results["without_relationships"]
     assert plain["events_per_s"] > 0 and plain["domain_only_events_per_s"] > 0
     table = written.with_suffix(".md").read_text()
     assert "| recovery of 300 customers" in table and "ratio to the baseline" in table
+    assert "| the overview page (`/ui`) over 300 customers" in table
     assert "what interests, cross-sell and referrals cost" in table

@@ -52,6 +52,10 @@ def test_run_script_serves_the_urls_it_prints(kafka_bootstrap: str, namespace: s
         _, body = wait_for(lambda: (r := http_get(profile_url.group(1)))[0] == 200 and r,
                            30, "the printed profile URL to answer")
         assert body["customer_id"] == "demo-00001"
+        overview_url = re.search(r"the shop's overview\s+(\S+)", printed)
+        assert overview_url, printed
+        status, page = http_get(overview_url.group(1))
+        assert status == 200 and 'id="customers"' in page
         metrics: Any = http_get(metrics_url.group(1))[1]
         assert "valuestream_events_total" in metrics
 
