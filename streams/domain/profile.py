@@ -26,7 +26,7 @@ from streams.domain.churn import ChurnRisk, ChurnScore, current_churn, explain
 from streams.domain.history import PurchaseHistory, live_orders, purchase_history
 from streams.domain.interests import InterestRules, ranked, split, subscribed
 from streams.domain.money import money
-from streams.domain.predict import Predictor
+from streams.domain.predict import Predictor, Rfm
 from streams.domain.referrals import relationship_tier, totals
 from streams.domain.rules import Rules
 from streams.domain.state import ZERO, CustomerState, Order
@@ -73,6 +73,7 @@ class Decided:
     live: list[Order]
     history: PurchaseHistory | None
     risk: ChurnRisk
+    rfm: Rfm | None
 
 
 def build_profile(state: CustomerState, as_of: datetime, rules: Rules,
@@ -169,7 +170,8 @@ def build_profile(state: CustomerState, as_of: datetime, rules: Rules,
         churn_risk=ChurnRiskView(level=risk.level, score=risk.score.score,
                                  reasons=list(risk.score.reasons),
                                  reason_details=explained(risk.score)),
-        rfm=_rfm(predictor, history, as_of),
+        rfm=_rfm(decided.rfm if decided is not None else
+                 predictor.rfm(history, as_of) if history is not None else None),
         value_tier=relationship_tier(prediction.predicted_clv_365d if prediction else None,
                                      brought.referred_clv, bool(state.referrals),
                                      predictor.params),
@@ -225,9 +227,5 @@ def _purchase_statistics(history: PurchaseHistory | None, as_of: datetime
     }
 
 
-def _rfm(predictor: Predictor, history: PurchaseHistory | None, as_of: datetime
-         ) -> RfmView | None:
-    if history is None:
-        return None
-    rfm = predictor.rfm(history, as_of)
-    return RfmView(r=rfm.r, f=rfm.f, m=rfm.m, segment=rfm.segment)
+def _rfm(rfm: Rfm | None) -> RfmView | None:
+    return RfmView(r=rfm.r, f=rfm.f, m=rfm.m, segment=rfm.segment) if rfm is not None else None

@@ -232,7 +232,7 @@ def _decide(result: StepResult, state: CustomerState, at: datetime, clock: Clock
     result.dropped += plan(state, at, facts, rules.follow_ups)
     emitted, not_sent = fire(state, at, clock.at(at), facts, rules.follow_ups)
     result.dropped += not_sent
-    result.decided = Decided(at, live, history, risk)
+    result.decided = Decided(at, live, history, risk, rfm)
     if change is not None:
         result.churn_events.append(churn_event(state.customer_id, change, risk, facts, at,
                                                trigger))
