@@ -18,6 +18,7 @@ from schemas.events import (
     ProductPublished,
     adapter_for,
 )
+from streams.domain.profile import timestamp
 from streams.ordering import MAX_AHEAD_OF_WALL
 
 _ADAPTERS = {schema.topic: adapter_for(schema) for schema in TOPICS}
@@ -62,9 +63,9 @@ def decode(topic: str, key: bytes | None, value: bytes | None, max_bytes: int | 
         if isinstance(event, ErasureRequested):
             if event.occurred_at > received_at + ERASURE_CLOCK_SKEW:
                 return Invalid("bad_timestamp", f"occurred_at: an erasure dated "
-                               f"{event.occurred_at.isoformat()} is in the future")
+                               f"{timestamp(event.occurred_at)} is in the future")
         elif event.occurred_at > received_at + MAX_AHEAD_OF_WALL:
-            return Invalid("bad_timestamp", f"occurred_at: {event.occurred_at.isoformat()} is "
+            return Invalid("bad_timestamp", f"occurred_at: {timestamp(event.occurred_at)} is "
                            "more than a day after the time it was received")
     if _repeats_a_key(value):
         return Invalid("invalid_json", "not valid JSON: a key appears twice in one object")

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
+from harness.kafka import read_topic
 from harness.worker import ROOT, Worker
 from streams.filters import FilterError, parse_fields, parse_filter
 
@@ -33,10 +34,19 @@ def valuestream(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[
 
 @pytest.mark.kafka
 def test_an_export_names_exactly_the_customers_of_its_filter(
-        make_worker: Callable[..., Worker], tmp_path: Path) -> None:
+        make_worker: Callable[..., Worker], kafka_bootstrap: str, namespace: str,
+        tmp_path: Path) -> None:
     worker = make_worker(VALUESTREAM_CLOCK="event")
     valuestream(worker.env, "demo", "--customers", "200", "--events", "3000", "--rate", "0")
     worker.wait_settled()
+    # One timestamp format in every output: RFC 3339 UTC with Z, never +00:00.
+    # (A dead letter's original value is as it came.)
+    for topic in ("customer-value", "churn-risk", "follow-ups", "dead-letters"):
+        values = [orjson.loads(r.value) for r in read_topic(kafka_bootstrap,
+                                                            f"{namespace}-{topic}") if r.value]
+        written = [orjson.dumps({k: v for k, v in value.items() if k != "value"})
+                   for value in values]
+        assert written and not [w for w in written if b"+00:00" in w], topic
     everyone = tmp_path / "all.jsonl"
     valuestream(worker.env, "export", "--fields", "customer_id,as_of", "--format", "jsonl",
                 "-o", str(everyone))
