@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from harness.kafka import partition_of
 from harness.waiting import wait_for
 from harness.worker import ROOT, Worker, http_get
 
@@ -130,6 +131,14 @@ def test_overview_and_customer_pages_in_a_browser(make_worker: Callable[..., Wor
     assert profile["churn_risk"]["level"] in text(browser, "churn-level")
     if profile["orders"]:
         assert browser.find_element(By.ID, "p-alive-line").get_attribute("points")
+
+    # A customer of the other worker: the page comes from their owner, through this one.
+    theirs = next(f"demo-{n:05d}" for n in range(200)
+                  if partition_of(f"demo-{n:05d}", 4) in second.health()["active_partitions"]
+                  and second.profile(f"demo-{n:05d}")[0] == 200)
+    browser.get(f"{first.url}/ui/customers/{theirs}")
+    assert text(browser, "customer").startswith(theirs)
+    assert text(browser, "net-revenue") == second.profile(theirs)[1]["net_revenue"]
 
     # The search box.
     browser.get(f"{second.url}/ui")
