@@ -140,6 +140,9 @@ def test_overview_and_customer_pages_in_a_browser(make_worker: Callable[..., Wor
     assert text(browser, "customer").startswith(theirs)
     assert text(browser, "net-revenue") == second.profile(theirs)[1]["net_revenue"]
 
+    status, page = http_get(f"{first.url}/ui/customers/nobody")
+    assert status == 404 and "Not found" in page and "nobody" in page
+
     # The search box.
     browser.get(f"{second.url}/ui")
     box = browser.find_element(By.NAME, "id")
