@@ -150,21 +150,25 @@ class Worker:
         """The sum of the samples of ``name`` that carry all of ``labels``."""
         return total(self.samples(), name, **labels)
 
+    def input_events(self) -> list[Sample]:
+        """The ``valuestream_events_total`` samples of input messages (not of the internal
+        referral updates that the worker sends itself)."""
+        internal = referrals_topic(Settings.from_env(self.env))
+        return [sample for sample in self.samples()
+                if sample.name == "valuestream_events_total"
+                and sample.labels["topic"] != internal]
+
     def events_by_outcome(self) -> dict[str, float]:
+        """Input messages accounted for since the process started, by outcome."""
         totals: dict[str, float] = {}
-        for sample in self.samples():
-            if sample.name == "valuestream_events_total":
-                outcome = sample.labels["outcome"]
-                totals[outcome] = totals.get(outcome, 0) + sample.value
+        for sample in self.input_events():
+            outcome = sample.labels["outcome"]
+            totals[outcome] = totals.get(outcome, 0) + sample.value
         return totals
 
     def processed(self) -> float:
-        """Input messages accounted for since the process started (the internal referral
-        updates that the worker sends itself are not input)."""
-        internal = referrals_topic(Settings.from_env(self.env))
-        return sum(sample.value for sample in self.samples()
-                   if sample.name == "valuestream_events_total"
-                   and sample.labels["topic"] != internal)
+        """Input messages accounted for since the process started."""
+        return sum(sample.value for sample in self.input_events())
 
     def peak_rss_bytes(self) -> int:
         """The process's peak resident set size (VmHWM), from /proc."""

@@ -35,8 +35,8 @@ def test_fit_publishes_parameters_the_worker_takes(make_worker: Any, kafka_boots
     worker = make_worker("w1")
     traffic = DemoTraffic(300, seed=4, start=datetime(2026, 1, 1, tzinfo=UTC),
                           mean_gap_seconds=3600)
-    produced = produce(kafka_bootstrap, prefix, traffic.messages(4000))
-    wait_for(lambda: sum(worker.events_by_outcome().values()) >= produced, 90, "the traffic")
+    produce(kafka_bootstrap, prefix, traffic.messages(4000))
+    worker.wait_settled(90)
 
     latest: dict[bytes, Any] = {}
     for record in read_topic(kafka_bootstrap, f"{prefix}customer-value"):
@@ -89,7 +89,7 @@ def test_the_make_run_demo_is_too_short_to_fit(make_worker: Any, kafka_bootstrap
     subprocess.run([sys.executable, "-m", "streams.cli", "demo", "--customers", "200",
                     "--events", "3000", "--rate", "0"], cwd=ROOT, env=env, check=True,
                    capture_output=True, timeout=120)
-    wait_for(lambda: worker.processed() >= 3000, 90, "the demo processed")
+    worker.wait_settled(90)
     result = subprocess.run([sys.executable, "-m", "streams.cli", "fit"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 1
