@@ -70,10 +70,10 @@ def start_worker(root: Path) -> tuple[Application, Worker]:
 
 def send(app: Application, worker: Worker, messages: Iterator[Message]) -> float:
     """Send and wait until all are processed; return the seconds it took."""
-    before = worker.metric("valuestream_events_total")
+    before = worker.processed()
     started = time.monotonic()
     count = app.load(messages)
-    worker.wait(lambda: worker.metric("valuestream_events_total") >= before + count, 3600,
+    worker.wait(lambda: worker.processed() >= before + count, 3600,
                 "the events to be processed")
     return time.monotonic() - started
 
