@@ -113,11 +113,10 @@ def call_of(state: CustomerState) -> Call | None:
     if sent is not None:
         return Call(sent.reason, priority_of(sent.reason, value), micros(sent.due_at),
                     micros(sent.expires_at), True)
-    pending = sorted(state.followups.values(),
-                     key=lambda p: (p.due_at, -priority_of(p.reason, value), p.reason))
-    if not pending:
+    first = min(state.followups.values(), default=None,
+                key=lambda p: (p.due_at, -priority_of(p.reason, value), p.reason))
+    if first is None:
         return None
-    first = pending[0]
     return Call(first.reason, priority_of(first.reason, value), micros(first.due_at),
                 micros(first.expires_at), False)
 

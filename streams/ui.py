@@ -167,7 +167,7 @@ def render_customer(state: CustomerState, as_of: datetime, profile: Profile, rul
         money=lambda d: f"{d:,.2f}")
 
 
-def render_page(title: str, message: str, status_code: str = "") -> str:
+def render_page(title: str, message: str, login: bool = False) -> str:
     """A page that only says something (not found, not allowed, log in)."""
     return _templates.get_template("message.html").render(title=title, message=message,
-                                                          login=status_code == "login")
+                                                          login=login)

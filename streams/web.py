@@ -63,7 +63,7 @@ def page_failure(view: View, status: int, code: str, message: str) -> Response:
         status, "Cannot show this")
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
     body = ui.render_page(title, message[:1].upper() + message[1:] + ".",
-                          "login" if status == 401 else "")
+                          login=status == 401)
     return view.bytes(body.encode(), content_type="text/html", status=status, headers=headers)
 
 
