@@ -134,6 +134,7 @@ class Message(Protocol):
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp: int  # milliseconds: when the producer sent it, or the broker appended it
 
 
 class CustomerAgent(Service):
@@ -412,8 +413,8 @@ class CustomerAgent(Service):
 
     async def _take(self) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
         waiting = any(p.buffered() for p in self.partitions.values())
-        timeout = min(self.settings.tick_seconds, self.settings.input_idle) if waiting else (
-            self.settings.tick_seconds)
+        timeout = min(self.settings.tick_seconds, self.settings.input_idle,
+                      self.settings.live_delay) if waiting else self.settings.tick_seconds
         size = self.settings.batch_size
         batch = await self.consumer.getmany(timeout_ms=max(1, int(timeout * 1000)),
                                             max_records=size)
@@ -719,6 +720,7 @@ class Decider:
         self.rules = settings.rules()
         self.max_message_bytes = settings.max_message_bytes
         self.max_state_bytes = settings.max_state_bytes
+        self.live_delay = settings.live_delay
         # Input name -> schema name. Every partition reads the customer-keyed topics' own
         # partition (through the consumer group) and every partition of ``catalog`` (keyed
         # by SKU: a product is for every partition's customers), each named ``catalog#p``.
@@ -758,14 +760,16 @@ class Decider:
                 continue
             if isinstance(decoded, ProductPublished) and counts:
                 batch.events[real_topic, decoded.type, "offered"] += 1
-            partition.buffer(topic, Incoming(decoded, source), batch.wall, arrived)
+            partition.buffer(topic, Incoming(decoded, source), batch.wall, arrived,
+                             record.timestamp / 1000)
 
     def partition_time(self, number: int, positions: dict[str, int], event_clock: bool,
                        idle: float, clock: datetime = NEVER) -> PartitionTime:
         """A partition's inputs, read from these offsets."""
         return PartitionTime(number, {topic: Input(topic, position)
                                       for topic, position in positions.items()},
-                             event_clock=event_clock, idle=idle, clock=clock)
+                             event_clock=event_clock, idle=idle, live_delay=self.live_delay,
+                             clock=clock)
 
     def group(self, ready: list[Incoming], interested: Callable[[list[str]], set[str]]
               ) -> dict[str, list[Incoming]]:

@@ -178,6 +178,12 @@ class Worker:
                 return int(line.split()[1]) * 1024
         raise RuntimeError("no VmHWM in /proc (not Linux?)")
 
+    def cpu_seconds(self) -> float:
+        """CPU time the process has used (user and system), from /proc."""
+        assert self.process is not None
+        stat = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
     def kill(self) -> None:
         """SIGKILL: no shutdown, no flush, no commit."""
         assert self.process is not None

@@ -57,6 +57,7 @@ class Buffered:
     at: datetime  # the event's time for ordering (occurred_at, capped)
     arrived: float  # wall-clock seconds when it was fetched
     incoming: Incoming
+    live: bool  # published within ``idle`` of its time, on the wall clock
 
     @property
     def offset(self) -> int:
@@ -93,6 +94,7 @@ class PartitionTime:
     inputs: dict[str, Input]
     event_clock: bool
     idle: float  # seconds
+    live_delay: float = 0.0  # seconds (wall clock only; see ``_live_bound``)
     clock: datetime = NEVER
     due_until: datetime = NEVER  # how far time-driven work may run
     woke_at: float = float("-inf")  # monotonic
@@ -112,10 +114,14 @@ class PartitionTime:
         source.data_at = at_mono
         self.arrived_at = at_wall
 
-    def buffer(self, topic: str, incoming: Incoming, wall: datetime, arrived: float) -> None:
+    def buffer(self, topic: str, incoming: Incoming, wall: datetime, arrived: float,
+               published: float) -> None:
+        """An event fetched at ``arrived`` whose message Kafka dates ``published``
+        (wall-clock seconds)."""
         at = min(incoming.event.occurred_at, self.horizon(wall))
+        live = not self.event_clock and at.timestamp() >= published - self.idle
         source = self.inputs[topic]
-        source.buffer.append(Buffered(at, arrived, incoming))
+        source.buffer.append(Buffered(at, arrived, incoming, live))
         if at > source.latest:
             source.latest = at
         if self.arrivals and self.arrivals[-1][0] == arrived:
@@ -154,6 +160,30 @@ class PartitionTime:
 
         return mark
 
+    def _live_bound(self) -> datetime:
+        """How far the inputs have been read for a *live* event (wall clock only): an input
+        read to its end counts as read up to the moment Kafka last confirmed that, less
+        ``live_delay``, the time an event may take from its ``occurred_at`` to being
+        readable; any other input up to its latest event time."""
+        bound = ALWAYS
+        for source in self.inputs.values():
+            read = source.latest
+            if source.read_to_end and source.polled_at != float("-inf"):
+                read = max(read, datetime.fromtimestamp(source.polled_at - self.live_delay, UTC))
+            bound = min(bound, read)
+        return bound
+
+    def _release_rule(self, at_mono: float) -> Callable[[Buffered], bool]:
+        """Whether a buffered event may be processed: up to its watermark, or, if it is
+        live (published within ``idle`` of its time, on the wall clock), once every input
+        has been read past it by the live rule. A live event so waits about ``live_delay``
+        for the other topics, instead of ``idle`` for each input that had data lately; a
+        history (published long after its time) is ordered by the watermark alone."""
+        mark = self.watermarks(at_mono)
+        live_bound = NEVER if self.event_clock else self._live_bound()
+        return lambda item: item.at <= mark(item.arrived) or (item.live
+                                                               and item.at <= live_bound)
+
     def take_ready(self, at_mono: float, wall: datetime) -> tuple[list[Incoming], list[str]]:
         """The buffered events up to their watermark (in no particular order: each
         customer's step orders its own), and the topics of those that are late; advances
@@ -163,17 +193,17 @@ class PartitionTime:
         latest = NEVER
         clock = self.clock
         while True:  # an input whose buffer empties may stop holding the others back
-            mark = self.watermarks(at_mono)
+            may_go = self._release_rule(at_mono)
             # Events go in event-time order: one that must wait holds back every later one.
             block = min((item.at for source in self.inputs.values() for item in source.buffer
-                         if item.at > mark(item.arrived)), default=ALWAYS)
+                         if not may_go(item)), default=ALWAYS)
             taken = len(ready)
             for source in self.inputs.values():
                 if not source.buffer:
                     continue
                 kept: deque[Buffered] = deque()
                 for item in source.buffer:
-                    if item.at < block and item.at <= mark(item.arrived):
+                    if item.at < block and may_go(item):
                         ready.append(item.incoming)
                         if item.at < clock:
                             late.append(source.topic)

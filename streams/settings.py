@@ -107,6 +107,9 @@ VARIABLES: tuple[Variable, ...] = (
              "how long a batch waits for more messages once its first has arrived"),
     Variable("VALUESTREAM_INPUT_IDLE_MS", "500",
              "how long a partition waits for a quiet input topic before going on without it"),
+    Variable("VALUESTREAM_LIVE_DELAY_MS", "50",
+             "on the wall clock, how long a live event waits for the other topics' events of "
+             "the same moment (what takes longer to become readable is late; see *Time*)"),
     Variable("VALUESTREAM_MAX_MESSAGE_BYTES", "262144",
              "largest input message (key and value) accepted; larger: `message_too_large`"),
     Variable("VALUESTREAM_MAX_PARKED", "100",
@@ -181,6 +184,7 @@ class Settings:
     batch_size: int
     batch_wait: float  # seconds
     input_idle: float  # seconds
+    live_delay: float  # seconds
     max_message_bytes: int
     max_parked: int
     max_parked_bytes: int
@@ -254,6 +258,7 @@ class Settings:
             batch_size=parsed("VALUESTREAM_BATCH_SIZE", _int_in(1, 100_000)),
             batch_wait=parsed("VALUESTREAM_BATCH_WAIT_MS", _int_in(0, 10_000)) / 1000,
             input_idle=parsed("VALUESTREAM_INPUT_IDLE_MS", _int_in(0, 60_000)) / 1000,
+            live_delay=parsed("VALUESTREAM_LIVE_DELAY_MS", _int_in(0, 60_000)) / 1000,
             max_message_bytes=parsed("VALUESTREAM_MAX_MESSAGE_BYTES",
                                      _int_in(1_024, MAX_RECORD_BYTES * 2 // 3)),
             max_parked=parsed("VALUESTREAM_MAX_PARKED", _int_in(1, 10_000)),

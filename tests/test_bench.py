@@ -26,9 +26,13 @@ def test_bench_takes_every_measure(kafka_bootstrap: str, tmp_path: Path,
     assert main["outputs"] > 0 and main["peak_rss_bytes"] > 0 and main["state_bytes"] > 0
     assert results["baseline"]["events_per_s"] > 0
     assert results["domain_only"]["events"] == 1500
-    latency = results["latency"]
-    assert latency["sent"] > 0 and latency["resolved"] == latency["sent"]
-    assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+    for phase in ("latency", "latency_half_capacity"):
+        latency = results[phase]
+        assert latency["sent"] > 0 and latency["resolved"] == latency["sent"]
+        assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+        assert latency["worker_cpu_s"] > 0
+    half = results["latency_half_capacity"]["offered_per_s"]
+    assert half == pytest.approx(results["latency"]["capacity_per_s"] / 2, abs=0.1)
     assert [run["customers"] for run in results["scaling"]["runs"]] == [100, 300]
     # Every one of the large run's customers was given state, and all of it came back.
     assert results["recovery"]["customers"] == 300

@@ -41,7 +41,7 @@ class Feed:
             assert not isinstance(decoded, Invalid)
             self.time.fetched(topic, offset, self.mono, arrived)
             self.time.buffer(topic, Incoming(decoded, Source(topic, 0, offset, key, value)),
-                             WALL, arrived)
+                             WALL, arrived, published=WALL.timestamp())  # a history
             self.offsets[topic] = offset + 1
         source = self.time.inputs[topic]
         source.highwater = self.offsets[topic]
@@ -132,3 +132,70 @@ def test_an_event_from_the_future_is_ordered_as_of_now() -> None:
     feed.poll(after=IDLE)
     assert len(feed.take()) == 1
     assert feed.time.clock == WALL
+
+
+class Live:
+    """A partition on the wall clock at ``WALL``, fed events stamped near it: monotonic and
+    wall-clock seconds coincide here."""
+
+    def __init__(self, published_after: float) -> None:
+        self.time = PartitionTime(0, {t: Input(t, 0) for t in ("orders", "preferences")},
+                                  event_clock=False, idle=IDLE, live_delay=LIVE_DELAY)
+        self.published_after = published_after  # seconds from an event's time to its sending
+
+    def arrive(self, topic: str, at: float, now: float) -> None:
+        """An event of time WALL + ``at`` s, fetched at WALL + ``now`` s."""
+        source = self.time.inputs[topic]
+        offset, moment = source.position, WALL + timedelta(seconds=at)
+        _, key, value = event("email.sent", f"{topic}-{offset}", "c", moment.isoformat(),
+                              message_id="m")
+        decoded = decode("email-events", key, value,
+                         received_at=WALL + timedelta(seconds=now))
+        assert not isinstance(decoded, Invalid)
+        wall = WALL.timestamp() + now
+        self.time.fetched(topic, offset, wall, wall)
+        self.time.buffer(topic, Incoming(decoded, Source(topic, 0, offset, key, value)),
+                         WALL + timedelta(seconds=now), wall,
+                         published=moment.timestamp() + self.published_after)
+        source.highwater = source.position
+
+    def confirm(self, now: float) -> None:
+        """A fetch response at WALL + ``now`` s: no more on any input."""
+        for source in self.time.inputs.values():
+            source.highwater = source.position
+            source.polled_at = WALL.timestamp() + now
+
+    def take(self, now: float) -> list[str]:
+        ready, _ = self.time.take_ready(WALL.timestamp() + now,
+                                        WALL + timedelta(seconds=now))
+        return [i.source.topic for i in ready]
+
+
+LIVE_DELAY = 0.05
+
+
+def test_a_live_event_waits_the_live_delay_not_for_a_recent_input_to_go_quiet() -> None:
+    """Published as it happens, an order goes once Kafka has confirmed every input read to
+    its end ``live_delay`` after the order's time, although the preferences had data a
+    moment ago (under the watermark alone they would hold it for ``idle``)."""
+    live = Live(published_after=0.001)
+    live.arrive("preferences", at=-0.1, now=-0.09)
+    live.confirm(now=-0.08)
+    live.arrive("orders", at=0.0, now=0.01)
+    live.confirm(now=0.03)  # 0.03 - 0.05 < 0: a preference of time 0 could still come
+    assert live.take(now=0.03) == ["preferences"]
+    live.confirm(now=0.06)
+    assert live.take(now=0.06) == ["orders"]
+
+
+def test_a_history_published_later_is_not_live() -> None:
+    """The same events published an hour after their time wait for the watermark: the
+    preferences, which had data a moment ago, hold the order for ``idle``."""
+    history = Live(published_after=3600)
+    history.arrive("preferences", at=-0.1, now=-0.09)
+    history.confirm(now=-0.08)
+    history.arrive("orders", at=0.0, now=0.01)
+    history.confirm(now=0.06)
+    assert history.take(now=0.06) == ["preferences"]
+    history.confirm(now=IDLE)
+    assert history.take(now=IDLE) == ["orders"]
