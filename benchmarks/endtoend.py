@@ -474,7 +474,7 @@ def measure(root: Path, bootstrap: str, events: int, customers: int, keep: bool 
         f"{mib(result.peak_rss_bytes)}, state {mib(result.state_bytes)}")
     if not keep:
         worker.stop()
-        app.delete_local_state()
+        app.remove()
         return app, traffic, None, result, loaded / baseline_s
     return app, traffic, worker, result, loaded / baseline_s
 
@@ -528,7 +528,7 @@ def measure_main(root: Path, bootstrap: str, args: argparse.Namespace,
         results["latency_half_capacity"] = asdict(asyncio.run(
             offered_load(app, traffic, worker, rate, args.latency_seconds)))
     worker.stop()
-    app.delete_local_state()
+    app.remove()
     if "relationships" not in args.skip:
         measure_relationships(root, bootstrap, args, results)
 
@@ -573,7 +573,7 @@ def main(argv: list[str]) -> int:
             if worker is not None:
                 say(f"recovery of {large:,} customers ...")
                 results["recovery"] = asdict(recover(app, traffic, worker))
-                app.delete_local_state()
+                app.remove()
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     table = markdown(results)

@@ -114,7 +114,7 @@ def main(argv: list[str]) -> int:
             fired, dropped = (a - b for a, b in zip(handled(worker), before, strict=True))
             expired = worker.metric("valuestream_follow_ups_dropped_total", cause="expired")
             worker.stop()
-            app.delete_local_state()
+            app.remove()
             rows.append((name, replay_s, m / replay_s, fired, dropped, expired))
             print(f"{name}: load {load_s:.1f} s; replay of {m} events and its due work "
                   f"{replay_s:.1f} s ({m / replay_s:.0f} events/s); follow-ups fired {fired:.0f},"

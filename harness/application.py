@@ -8,8 +8,11 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
+from kafka.admin import KafkaAdminClient
+
 from harness.kafka import Record, produce
 from harness.worker import Worker, application_env
+from streams.clients import sync_options
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
@@ -45,3 +48,15 @@ class Application:
 
     def delete_local_state(self) -> None:
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def remove(self) -> None:
+        """Delete the local state and every topic of the application: a benchmark makes
+        several applications per run, and on a long-lived broker their topics pile up (a
+        broker holding 2,600 idle topics spent half a core on them, skewing later runs)."""
+        self.delete_local_state()
+        prefix = self.settings.topic("")
+        admin = KafkaAdminClient(**sync_options(self.settings))
+        try:
+            admin.delete_topics([t for t in admin.list_topics() if t.startswith(prefix)])
+        finally:
+            admin.close()
