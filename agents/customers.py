@@ -120,6 +120,9 @@ RETRY_PAUSE = 2.0  # seconds before the loop starts again after a failure
 RESTORE_CHUNK = 50_000  # changelog records applied to the local store at a time
 MAX_BUFFERED = 5_000  # per input topic-partition: fetching from it pauses above this
 FULL_COLLECTION_SECONDS = 60.0
+# The work a batch takes on, in seconds: well under a third of the session timeout, since
+# the group's heartbeats (every 3 s) are sent between batches.
+STEP_SECONDS = 1.0
 PURGE_INTERVAL = 60.0  # seconds: erased keys leave RocksDB's files at least this often
 RELEASE_DELAY = 600.0  # seconds a partition moved to another worker stays in the local store
 BROKER_SILENT_AFTER = 10.0  # seconds without a fetch response: the broker is unreachable
@@ -175,6 +178,8 @@ class CustomerAgent(Service):
         self._assigned = False  # a first assignment has been received
         self.failure: str | None = None  # why the loop is starting again, until a batch works
         self._full_collection = time.monotonic()
+        self._turn = 0  # which partition a batch serves first
+        self._step_cost = 0.001  # seconds per event or due customer, recently
         # Catalog positions (catalog partition -> next offset) as last stored, per partition.
         self.catalog_stored: dict[int, dict[int, int]] = {}
 
@@ -456,9 +461,21 @@ class CustomerAgent(Service):
             name = catalog_input(tp.topic, tp.partition)
             for partition in self.partitions.values():
                 _confirm(partition.inputs[name], self.catalog_reader, tp)
-        for number, partition in self.partitions.items():
-            self._decide(number, partition, batch, mono)
+        # Events and due work of about STEP_SECONDS at most, shared by the partitions (a
+        # different one first each time): a backlog released at once is worked through over
+        # several batches, each short enough for the group's heartbeats.
+        budget = min(self.settings.batch_size, max(100, int(STEP_SECONDS / self._step_cost)))
+        numbers = sorted(self.partitions)
+        self._turn += 1
+        first = self._turn % len(numbers) if numbers else 0
+        stepping = time.perf_counter()
+        steps = 0
+        for number in numbers[first:] + numbers[:first]:
+            steps += self._decide(number, self.partitions[number], batch, mono, budget - steps)
             self._expire_markers(number, batch)
+        if steps >= 100:  # the cost of a step, as the budget of the next batch's
+            cost = (time.perf_counter() - stepping) / steps
+            self._step_cost = 0.7 * self._step_cost + 0.3 * cost
         self._mark_erased(batch)
         self._store_catalog_positions(batch)
         await self._write(batch)
@@ -473,28 +490,35 @@ class CustomerAgent(Service):
             BATCH_EVENTS.observe(received)
         BATCH_SECONDS.observe(time.perf_counter() - started)
 
-    def _decide(self, number: int, partition: PartitionTime, batch: Batch, mono: float) -> None:
-        ready, late = partition.take_ready(mono, batch.wall)
+    def _decide(self, number: int, partition: PartitionTime, batch: Batch, mono: float,
+                budget: int) -> int:
+        """Step the customers with released events or due work, about ``budget`` of them
+        at most; returns how many."""
+        if budget <= 0:
+            return 0
+        ready, late = partition.take_ready(mono, batch.wall, limit=budget)
         for topic in late:
             batch.late[topic] += 1
         if partition.clock != NEVER:
             PARTITION_CLOCK.labels(str(number)).set(partition.clock.timestamp())
         groups = self.decider.group(ready, lambda keys: self.store.interested(number, keys))
-        if partition.due_until != NEVER:  # time-driven work up to the partition's clock
-            due = 0
+        due = 0
+        if partition.due_until != NEVER and budget > len(ready):
+            # time-driven work up to the partition's clock (what is left: the next batch)
             for _, customer_id in self.store.due(number, micros(partition.due_until),
-                                                 self.settings.batch_size):
+                                                 budget - len(ready)):
                 if customer_id not in groups:
                     groups[customer_id] = []
                     due += 1
             if due:
                 DUE_WORK.labels(str(number)).inc(due)
         if not groups:
-            return
+            return 0
         clock = Clock(due_until=partition.due_until, horizon=partition.horizon(batch.wall),
                       now=partition.now(batch.wall))
         for customer_id, incoming in groups.items():
             self._step(number, customer_id, incoming, clock, batch)
+        return len(ready) + due
 
     def _step(self, number: int, customer_id: str, incoming: list[Incoming], clock: Clock,
               batch: Batch) -> None:

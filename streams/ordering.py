@@ -40,6 +40,7 @@ time-driven work follows the history as it is read, up to the present once it is
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ from streams.domain.step import Incoming
 NEVER = datetime.min.replace(tzinfo=UTC)
 ALWAYS = datetime.max.replace(tzinfo=UTC)
 MAX_AHEAD_OF_WALL = timedelta(days=1)
+JUST_AFTER = timedelta(microseconds=1)  # times are whole microseconds
 
 
 @dataclass(slots=True)
@@ -184,10 +186,13 @@ class PartitionTime:
         return lambda item: item.at <= mark(item.arrived) or (item.live
                                                                and item.at <= live_bound)
 
-    def take_ready(self, at_mono: float, wall: datetime) -> tuple[list[Incoming], list[str]]:
+    def take_ready(self, at_mono: float, wall: datetime, limit: int | None = None
+                   ) -> tuple[list[Incoming], list[str]]:
         """The buffered events up to their watermark (in no particular order: each
         customer's step orders its own), and the topics of those that are late; advances
-        the clock."""
+        the clock. At most about ``limit`` of them: the earliest, with every event of the
+        same time as the last one taken; the rest stay buffered for the next batch (a
+        backlog released at once must not hold the worker for many seconds)."""
         ready: list[Incoming] = []
         late: list[str] = []
         latest = NEVER
@@ -197,13 +202,22 @@ class PartitionTime:
             # Events go in event-time order: one that must wait holds back every later one.
             block = min((item.at for source in self.inputs.values() for item in source.buffer
                          if not may_go(item)), default=ALWAYS)
+            until, full = block, False
+            if limit is not None:
+                times = [item.at for source in self.inputs.values() for item in source.buffer
+                         if item.at < block and may_go(item)]
+                room = limit - len(ready)
+                if len(times) > room:  # the earliest ``room``, and all of the last moment
+                    until = (heapq.nsmallest(room, times)[-1] + JUST_AFTER if room > 0
+                             else NEVER)
+                    full = True
             taken = len(ready)
             for source in self.inputs.values():
                 if not source.buffer:
                     continue
                 kept: deque[Buffered] = deque()
                 for item in source.buffer:
-                    if item.at < block and may_go(item):
+                    if item.at < until and may_go(item):
                         ready.append(item.incoming)
                         if item.at < clock:
                             late.append(source.topic)
@@ -211,7 +225,7 @@ class PartitionTime:
                     else:
                         kept.append(item)
                 source.buffer = kept
-            if len(ready) == taken or not self.buffered():
+            if full or len(ready) == taken or not self.buffered():
                 break
         unread = self._unread(at_mono)
         self.clock = max(clock, latest) if self.event_clock else max(clock, latest,

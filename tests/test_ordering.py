@@ -199,3 +199,29 @@ def test_a_history_published_later_is_not_live() -> None:
     assert history.take(now=0.06) == ["preferences"]
     history.confirm(now=IDLE)
     assert history.take(now=IDLE) == ["orders"]
+
+
+def test_a_limit_takes_the_earliest_and_keeps_the_rest_in_order() -> None:
+    """Released at once, a backlog is taken a limited number at a time, earliest first,
+    never splitting one moment; what stays is taken later, nothing lost or repeated, and
+    the committed offsets never pass an event not yet taken."""
+    feed = Feed(partition("orders", "tickets"))
+    feed.arrive("orders", 1, 2, 4, 4, 6)
+    feed.arrive("tickets", 3, 4, 5)
+    feed.poll(after=IDLE)
+    ready, _ = feed.time.take_ready(feed.mono, WALL, limit=3)
+    assert sorted(minutes(ready)) == [1, 2, 3]
+    assert feed.time.inputs["orders"].commit_offset() == 2
+    # The clock and time-driven work do not pass the first event kept back.
+    assert feed.time.clock == feed.time.due_until == T0 + timedelta(minutes=4)
+    ready, _ = feed.time.take_ready(feed.mono, WALL, limit=1)
+    assert sorted(minutes(ready)) == [4, 4, 4]  # one moment is not split
+    assert [b.offset for b in feed.time.inputs["orders"].buffer] == [4]
+    ready, _ = feed.time.take_ready(feed.mono, WALL, limit=0)
+    assert ready == []
+    assert feed.take() == [5, 6]
+    assert feed.time.buffered() == 0
+
+
+def minutes(ready: list[Incoming]) -> list[float]:
+    return [(i.event.occurred_at - T0) / timedelta(minutes=1) for i in ready]
