@@ -14,6 +14,8 @@ from kafka.partitioner.default import murmur2
 from harness.waiting import wait_for
 from schemas.events import TOPIC_OF_TYPE
 from schemas.export import schema_path
+from streams.clients import sync_options
+from streams.settings import Settings
 
 Record = tuple[str, bytes | None, bytes | None]  # topic (without prefix), key, value
 
@@ -75,9 +77,10 @@ def end_offsets(bootstrap: str, topics: Iterable[str]) -> int:
         consumer.close()
 
 
-def unconsumed(bootstrap: str, group: str, topics: Iterable[str]) -> int:
-    """How many records of ``topics`` lie beyond the offsets ``group`` has committed."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=group,
+def unconsumed(settings: Settings, topics: Iterable[str]) -> int:
+    """How many records of ``topics`` lie beyond the offsets the settings' group has
+    committed (over the settings' security protocol)."""
+    consumer = KafkaConsumer(**sync_options(settings), group_id=settings.group_id,
                              enable_auto_commit=False)
     try:
         tps = [TopicPartition(t, p) for t in topics

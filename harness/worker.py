@@ -123,7 +123,7 @@ class Worker:
         topics = list(group_inputs(settings))
 
         def settled() -> bool:
-            return (unconsumed(settings.bootstrap_servers, settings.group_id, topics) == 0
+            return (unconsumed(settings, topics) == 0
                     and self.health()["settled"])
 
         self.wait(settled, timeout, "every input committed and the worker settled", 0.5)

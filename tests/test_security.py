@@ -131,7 +131,7 @@ def test_worker_publish_and_fit_over_sasl_ssl(secured_broker: SecuredBroker, nam
         history.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
         published = cli(env, "publish", str(history))
         assert published.returncode == 0, published.stderr
-        worker.wait(lambda: worker.processed() >= len(events), 90, "the history processed")
+        worker.wait_settled(90)
         assert worker.profile(events[0]["customer_id"])[0] == 200
 
         fitted = cli(env, "fit", "--as-of", "2026-06-01T00:00:00Z")
