@@ -179,7 +179,9 @@ class CustomerAgent(Service):
         self.failure: str | None = None  # why the loop is starting again, until a batch works
         self._full_collection = time.monotonic()
         self._turn = 0  # which partition a batch serves first
-        self._step_cost = 0.001  # seconds per event or due customer, recently
+        # Seconds per event or due customer, recently; until measured, a batch may take on
+        # the batch size.
+        self._step_cost = STEP_SECONDS / settings.batch_size
         # Catalog positions (catalog partition -> next offset) as last stored, per partition.
         self.catalog_stored: dict[int, dict[int, int]] = {}
 
