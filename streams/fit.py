@@ -60,7 +60,10 @@ def latest_profiles(settings: Settings) -> Iterable[bytes]:
 
 
 def summaries(profiles: Iterable[bytes], as_of: datetime, default_margin: float) -> Summaries:
-    """Rows for customers with a purchase; ages measured at ``as_of``."""
+    """Rows for customers with a purchase, in customer order; ages measured at ``as_of``.
+    (The optimisers' sums depend on the order of the rows: a fit on the same profiles read
+    in another order from the topic's partitions could come out differently, down to
+    converging or not.)"""
     as_of_day = as_of.astimezone(UTC).date()
     rows = []
     for raw in profiles:
@@ -70,9 +73,11 @@ def summaries(profiles: Iterable[bytes], as_of: datetime, default_margin: float)
         first_day = datetime.fromisoformat(p["first_order_at"]).astimezone(UTC).date()
         age = max((as_of_day - first_day).days, p["recency_days"])
         margin = p["margin_rate"] if p["margin_rate"] is not None else default_margin
-        rows.append((p["frequency"], p["recency_days"], age, float(p["monetary_value"]),
-                     float(p["net_revenue"]) / (p["frequency"] + 1), margin))
-    columns = np.array(rows, dtype=np.float64).reshape(-1, 6).T
+        rows.append((p["customer_id"], (
+            p["frequency"], p["recency_days"], age, float(p["monetary_value"]),
+            float(p["net_revenue"]) / (p["frequency"] + 1), margin)))
+    rows.sort(key=lambda row: row[0])
+    columns = np.array([row for _, row in rows], dtype=np.float64).reshape(-1, 6).T
     return Summaries(*columns)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import numpy as np
+import orjson
 import pytest
 
 from streams.domain.btyd import (
@@ -16,6 +17,7 @@ from streams.domain.btyd import (
 )
 from streams.domain.fitting import FitError, Summaries, fit_gamma_gamma, fit_models, fit_nbd
 from streams.domain.models import DEFAULT_PARAMS
+from streams.fit import summaries
 
 TRUE_NBD = NbdParams(r=0.5, alpha=30.0, a=1.2, b=3.5)
 TRUE_GG = GammaGammaParams(p=6.0, q=4.0, v=15.0)
@@ -135,3 +137,21 @@ def test_a_model_the_data_does_not_identify_keeps_its_defaults() -> None:
     assert [w.split(":")[0] for w in fit.warnings] == ["Gamma-Gamma"]
     assert fit.warnings[0].endswith("Gamma-Gamma keeps its parameters")
     assert fit.params.mbgnbd != DEFAULT_PARAMS.mbgnbd  # the others are fitted
+
+
+def test_the_rows_do_not_depend_on_the_order_profiles_are_read_in() -> None:
+    """The latest profiles come from the topic's partitions in whatever order they are
+    fetched; the optimisers' sums depend on the order of rows, so the rows are put in
+    customer order."""
+    rng = np.random.default_rng(3)
+    profiles = [orjson.dumps({
+        "customer_id": f"c{n:03d}", "frequency": int(rng.integers(0, 6)),
+        "recency_days": int(rng.integers(0, 100)), "first_order_at": "2026-01-05T00:00:00+00:00",
+        "monetary_value": f"{rng.uniform(5, 90):.2f}", "net_revenue": f"{rng.uniform(5, 400):.2f}",
+        "margin_rate": None}) for n in range(50)]
+    as_of = datetime(2026, 6, 1, tzinfo=UTC)
+    read = summaries(profiles, as_of, 0.3)
+    shuffled = summaries([profiles[i] for i in rng.permutation(len(profiles))], as_of, 0.3)
+    for name in ("x", "t_x", "T", "m", "day_value", "margin"):
+        assert getattr(read, name).tobytes() == getattr(shuffled, name).tobytes(), name
+    assert list(read.x) != sorted(read.x)  # customer order, not some order of the values
