@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import heapq
 import os
 import platform
 import sys
@@ -42,16 +41,13 @@ import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from agents.customers import Batch, Decider, catalog_input, partition_for
 from harness.application import Application
+from harness.backlog import Backlog
 from harness.kafka import end_offsets
 from harness.worker import Worker, http_get, total
 from schemas.events import CATALOG
 from streams.clients import async_options, sync_options
-from streams.codec import NO_DEADLINE, decode_state, micros, read_header
 from streams.demo import DemoTraffic, Message
-from streams.domain.step import Clock
-from streams.model_params import ModelRegistry
 from streams.topics import (
     CHURN_RISK,
     CUSTOMER_VALUE,
@@ -128,93 +124,13 @@ async def drain(app: Application, expected: int) -> float:
         await consumer.stop()
 
 
-@dataclass(frozen=True, slots=True)
-class Fetched:
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: int  # milliseconds
-
-
 def domain_only(app: Application, messages: list[Message]) -> float:
-    """The agent's work without Kafka or RocksDB: the same ``Decider`` decodes each batch
-    into its partitions' buffers, fans published products out and steps each customer,
-    building and encoding its outputs and state; dicts stand in for the store and the
-    interest index, every partition reads the catalog's messages, and the co-purchases go
-    into the cross-sell model; customers with time-driven work due are stepped as the
-    store's due index has them stepped. The topics are a backlog: Kafka reports their ends
-    where their messages end.
-    Returns the seconds."""
-    settings = app.settings
-    decider = Decider(settings, ModelRegistry())
-    partitions = {n: decider.partition_time(n, dict.fromkeys(decider.inputs, 0),
-                                            event_clock=False, idle=0.0)
-                  for n in range(settings.partitions)}
-    store: dict[tuple[int, bytes], bytes | None] = {}
-    index: dict[tuple[int, str], set[str]] = defaultdict(set)
-    # Each customer's next deadline, and per partition (deadline, customer) earliest first
-    # (entries whose customer's deadline has moved since are skipped).
-    deadlines: dict[tuple[int, bytes], int] = {}
-    due: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
-    inputs = [[(number, catalog_input(decider.catalog, partition_for(key or b"",
-                                                                   settings.partitions)))
-               for number in partitions] if topic == CATALOG  # every partition reads them
-              else [(partition_for(key or b"", settings.partitions), app.topic(topic))]
-              for topic, key, _ in messages]
-    for offset, readers in enumerate(inputs):  # a backlog: Kafka reports each input's end
-        for number, name in readers:
-            partitions[number].inputs[name].highwater = offset + 1
-    accounted = 0
+    """The agent's work on the messages as a backlog, without Kafka or RocksDB
+    (``harness.backlog``). Returns the seconds."""
+    backlog = Backlog(app.settings, messages)
     gc.disable()  # as in a worker, which collects between batches once a minute
     started = time.monotonic()
-    for first in range(0, len(messages), settings.batch_size):
-        wall, mono = datetime.now(UTC), time.monotonic()
-        published = int(wall.timestamp() * 1000)
-        batch = Batch(wall)
-        by_input: dict[tuple[int, str], list[Fetched]] = defaultdict(list)
-        for offset, (_, key, value) in enumerate(messages[first:first + settings.batch_size],
-                                                 first):
-            for reader in inputs[offset]:
-                by_input[reader].append(Fetched(offset, key, value, published))
-        for (number, topic), records in by_input.items():
-            decider.receive(partitions[number], topic, records, batch, mono)
-        for partition in partitions.values():
-            for source in partition.inputs.values():  # its end, as confirmed now
-                source.highwater = max(source.highwater or 0, source.position)
-                source.polled_at = time.time()
-        for number, partition in partitions.items():
-            ready, _ = partition.take_ready(mono + 1.0, wall)
-
-            def interested(keys: list[str], number: int = number) -> set[str]:
-                return set().union(*(index[number, k] for k in keys))
-
-            groups = decider.group(ready, interested)
-            until, queue = micros(partition.due_until), due[number]
-            while queue and queue[0][0] <= until:  # time-driven work, as the store's index
-                at, name = heapq.heappop(queue)
-                if deadlines.get((number, name)) == at:
-                    groups.setdefault(name.decode(), [])
-            clock = Clock(due_until=partition.due_until, horizon=wall, now=wall)
-            for customer_id, incoming in groups.items():
-                record = store.get((number, customer_id.encode()))
-                state = decode_state(record) if record is not None else None
-                before = read_header(record) if record is not None else None
-                decider.decide(batch, number, customer_id, state, before, incoming, clock)
-        for change in batch.changes:
-            store[change.partition, change.name] = change.record
-            deadline = read_header(change.record).deadline_us if change.record else NO_DEADLINE
-            deadlines[change.partition, change.name] = deadline
-            if deadline != NO_DEADLINE:
-                heapq.heappush(due[change.partition], (deadline, change.name))
-            for interest in change.unindexed:
-                index[change.partition, interest].discard(change.name.decode())
-            for interest in change.indexed:
-                index[change.partition, interest].add(change.name.decode())
-        for (topic, _), records in batch.outbox.records.items():
-            if topic == decider.co_purchase_topic:  # as every worker's reader does
-                for _, value in records:
-                    decider.learn(value)
-        accounted += sum(batch.events.values())
+    accounted = backlog.run()
     seconds = time.monotonic() - started
     gc.enable()
     if accounted != len(messages):
