@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -73,6 +73,7 @@ class Input:
     topic: str
     position: int  # the next offset to fetch
     buffer: deque[Buffered] = field(default_factory=deque)
+    ordered: bool = True  # the buffer's times do not decrease (so far: usual, not certain)
     latest: datetime = NEVER  # largest ordering time fetched
     data_at: float = float("-inf")  # monotonic time of the last fetched message
     highwater: int | None = None  # Kafka's end offset, as last reported ...
@@ -123,6 +124,8 @@ class PartitionTime:
         at = min(incoming.event.occurred_at, self.horizon(wall))
         live = not self.event_clock and at.timestamp() >= published - self.idle
         source = self.inputs[topic]
+        if source.buffer and at < source.buffer[-1].at:
+            source.ordered = False
         source.buffer.append(Buffered(at, arrived, incoming, live))
         if at > source.latest:
             source.latest = at
@@ -199,39 +202,77 @@ class PartitionTime:
         clock = self.clock
         while True:  # an input whose buffer empties may stop holding the others back
             may_go = self._release_rule(at_mono)
-            # Events go in event-time order: one that must wait holds back every later one.
-            block = min((item.at for source in self.inputs.values() for item in source.buffer
-                         if not may_go(item)), default=ALWAYS)
-            until, full = block, False
-            if limit is not None:
-                times = [item.at for source in self.inputs.values() for item in source.buffer
-                         if item.at < block and may_go(item)]
-                room = limit - len(ready)
-                if len(times) > room:  # the earliest ``room``, and all of the last moment
-                    until = (heapq.nsmallest(room, times)[-1] + JUST_AFTER if room > 0
-                             else NEVER)
-                    full = True
-            taken = len(ready)
+            room = None if limit is None else limit - len(ready)
+            merge = all(source.ordered for source in self.inputs.values())
+            taken, full = (self._merge(may_go, room) if merge
+                           else self._scan(may_go, room))
+            for source, item in taken:
+                ready.append(item.incoming)
+                if item.at < clock:
+                    late.append(source.topic)
+                latest = max(latest, item.at)
             for source in self.inputs.values():
                 if not source.buffer:
-                    continue
-                kept: deque[Buffered] = deque()
-                for item in source.buffer:
-                    if item.at < until and may_go(item):
-                        ready.append(item.incoming)
-                        if item.at < clock:
-                            late.append(source.topic)
-                        latest = max(latest, item.at)
-                    else:
-                        kept.append(item)
-                source.buffer = kept
-            if full or len(ready) == taken or not self.buffered():
+                    source.ordered = True
+            if full or not taken or not self.buffered():
                 break
         unread = self._unread(at_mono)
         self.clock = max(clock, latest) if self.event_clock else max(clock, latest,
                                                                      min(wall, unread))
         self.due_until = min(self.clock, unread)
         return ready, late
+
+    def _merge(self, may_go: Callable[[Buffered], bool], room: int | None
+               ) -> tuple[list[tuple[Input, Buffered]], bool]:
+        """``_scan`` for buffers that are each in time order, reading only what it takes:
+        the buffers merged by time, up to the first event that must wait (which holds back
+        every later one, and the others of its moment)."""
+        if room is not None and room <= 0:
+            return [], True
+        merged = heapq.merge(*(_paired(source) for source in self.inputs.values()
+                               if source.buffer), key=lambda pair: pair[1].at)
+        taken: list[tuple[Input, Buffered]] = []
+        full = False
+        for source, item in merged:
+            if not may_go(item):
+                while taken and taken[-1][1].at == item.at:
+                    taken.pop()
+                break
+            if room is not None and len(taken) >= room and item.at != taken[-1][1].at:
+                full = True
+                break
+            taken.append((source, item))
+        for source, _ in taken:  # each buffer's taken events are its first ones
+            source.buffer.popleft()
+        return taken, full
+
+    def _scan(self, may_go: Callable[[Buffered], bool], room: int | None
+              ) -> tuple[list[tuple[Input, Buffered]], bool]:
+        """The buffered events that may go, every one before the earliest that must wait;
+        at most about ``room`` of them (the earliest, and all of the last moment; ``full``
+        if some were left for that reason)."""
+        # Events go in event-time order: one that must wait holds back every later one.
+        block = min((item.at for source in self.inputs.values() for item in source.buffer
+                     if not may_go(item)), default=ALWAYS)
+        until, full = block, False
+        if room is not None:
+            times = [item.at for source in self.inputs.values() for item in source.buffer
+                     if item.at < block and may_go(item)]
+            if len(times) > room:  # the earliest ``room``, and all of the last moment
+                until = heapq.nsmallest(room, times)[-1] + JUST_AFTER if room > 0 else NEVER
+                full = True
+        taken: list[tuple[Input, Buffered]] = []
+        for source in self.inputs.values():
+            if not source.buffer:
+                continue
+            kept: deque[Buffered] = deque()
+            for item in source.buffer:
+                if item.at < until and may_go(item):
+                    taken.append((source, item))
+                else:
+                    kept.append(item)
+            source.buffer = kept
+        return taken, full
 
     def _unread(self, at_mono: float) -> datetime:
         """No event time before this may still be unread or held."""
@@ -257,3 +298,8 @@ class PartitionTime:
 
     def buffered(self) -> int:
         return sum(len(s.buffer) for s in self.inputs.values())
+
+
+def _paired(source: Input) -> Iterator[tuple[Input, Buffered]]:
+    for item in source.buffer:
+        yield source, item

@@ -3,6 +3,7 @@ and that nothing fetched is ever lost or processed twice."""
 
 from __future__ import annotations
 
+import copy
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -228,6 +229,35 @@ def test_a_limit_takes_the_earliest_and_keeps_the_rest_in_order() -> None:
     assert ready == []
     assert feed.take() == [5, 6]
     assert feed.time.buffered() == 0
+
+
+
+def test_merging_ordered_buffers_takes_what_scanning_them_takes() -> None:
+    """Buffers in time order (the usual case) are merged, reading only what is taken;
+    any buffer out of order is scanned whole. Both take the same events."""
+    rng = random.Random(8)
+    for _ in range(200):
+        feed = Feed(partition("orders", "tickets", "emails"))
+        for topic in feed.time.inputs:  # ordered, with ties within and across topics
+            feed.arrive(topic, *sorted(rng.choice(range(12)) for _ in range(rng.randint(0, 6))))
+        if rng.random() < 0.5:
+            feed.poll(after=IDLE)
+        late = rng.choice(list(feed.time.inputs))  # later ones, some at others' times
+        last = max((b.at for b in feed.time.inputs[late].buffer), default=T0)
+        after = int((last - T0) / timedelta(minutes=1))
+        feed.arrive(late, *sorted(rng.randint(after, 14) for _ in range(rng.randint(0, 3))))
+        may_go = feed.time._release_rule(feed.mono)
+        room = rng.choice([None, 0, 1, 2, 5, 50])
+        scanned = copy.deepcopy(feed.time)
+        assert all(source.ordered for source in feed.time.inputs.values())
+        merged, _ = feed.time._merge(may_go, room)
+        taken, _ = scanned._scan(may_go, room)
+        assert sorted(item.offset for _, item in merged) == sorted(
+            item.offset for _, item in taken)
+        assert {(s.topic, i.offset) for s, i in merged} == {(s.topic, i.offset) for s, i in taken}
+        for topic, source in feed.time.inputs.items():
+            assert [b.offset for b in source.buffer] == [
+                b.offset for b in scanned.inputs[topic].buffer]
 
 
 def minutes(ready: list[Incoming]) -> list[float]:
