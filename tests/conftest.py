@@ -52,6 +52,9 @@ def kafka_bootstrap() -> Iterator[str]:
         )
     env = {**os.environ, "KAFKA_PORT": TEST_BROKER_PORT}
     script = ROOT / "deploy" / "kafka" / "kafka.sh"
+    # A broker already running on the port (someone's own) is used and left running.
+    ours = subprocess.run([str(script), "status"], env=env, capture_output=True,
+                          check=False).returncode != 0
     started = subprocess.run(
         [str(script), "up"], env=env, capture_output=True, text=True, check=False
     )
@@ -60,7 +63,8 @@ def kafka_bootstrap() -> Iterator[str]:
     try:
         yield started.stdout.strip().splitlines()[-1]
     finally:
-        subprocess.run([str(script), "down"], env=env, capture_output=True, check=False)
+        if ours:
+            subprocess.run([str(script), "down"], env=env, capture_output=True, check=False)
 
 
 @pytest.fixture
