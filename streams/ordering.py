@@ -51,7 +51,6 @@ from streams.domain.step import Incoming
 NEVER = datetime.min.replace(tzinfo=UTC)
 ALWAYS = datetime.max.replace(tzinfo=UTC)
 MAX_AHEAD_OF_WALL = timedelta(days=1)
-JUST_AFTER = timedelta(microseconds=1)  # times are whole microseconds
 
 
 @dataclass(slots=True)
@@ -202,10 +201,7 @@ class PartitionTime:
         clock = self.clock
         while True:  # an input whose buffer empties may stop holding the others back
             may_go = self._release_rule(at_mono)
-            room = None if limit is None else limit - len(ready)
-            merge = all(source.ordered for source in self.inputs.values())
-            taken, full = (self._merge(may_go, room) if merge
-                           else self._scan(may_go, room))
+            taken, full = self._take(may_go, None if limit is None else limit - len(ready))
             for source, item in taken:
                 ready.append(item.incoming)
                 if item.at < clock:
@@ -222,14 +218,16 @@ class PartitionTime:
         self.due_until = min(self.clock, unread)
         return ready, late
 
-    def _merge(self, may_go: Callable[[Buffered], bool], room: int | None
-               ) -> tuple[list[tuple[Input, Buffered]], bool]:
-        """``_scan`` for buffers that are each in time order, reading only what it takes:
-        the buffers merged by time, up to the first event that must wait (which holds back
-        every later one, and the others of its moment)."""
+    def _take(self, may_go: Callable[[Buffered], bool], room: int | None
+              ) -> tuple[list[tuple[Input, Buffered]], bool]:
+        """The buffered events that may go, in event-time order up to the earliest that
+        must wait (which holds back every later one, and the others of its moment); at
+        most about ``room`` of them: the earliest, and all of the last moment (``full``:
+        some were left for that reason). A buffer in time order (the usual case) is read
+        only as far as it is taken; one out of order is sorted first."""
         if room is not None and room <= 0:
             return [], True
-        merged = heapq.merge(*(_paired(source) for source in self.inputs.values()
+        merged = heapq.merge(*(_in_order(source) for source in self.inputs.values()
                                if source.buffer), key=lambda pair: pair[1].at)
         taken: list[tuple[Input, Buffered]] = []
         full = False
@@ -242,36 +240,16 @@ class PartitionTime:
                 full = True
                 break
             taken.append((source, item))
-        for source, _ in taken:  # each buffer's taken events are its first ones
-            source.buffer.popleft()
-        return taken, full
-
-    def _scan(self, may_go: Callable[[Buffered], bool], room: int | None
-              ) -> tuple[list[tuple[Input, Buffered]], bool]:
-        """The buffered events that may go, every one before the earliest that must wait;
-        at most about ``room`` of them (the earliest, and all of the last moment; ``full``
-        if some were left for that reason)."""
-        # Events go in event-time order: one that must wait holds back every later one.
-        block = min((item.at for source in self.inputs.values() for item in source.buffer
-                     if not may_go(item)), default=ALWAYS)
-        until, full = block, False
-        if room is not None:
-            times = [item.at for source in self.inputs.values() for item in source.buffer
-                     if item.at < block and may_go(item)]
-            if len(times) > room:  # the earliest ``room``, and all of the last moment
-                until = heapq.nsmallest(room, times)[-1] + JUST_AFTER if room > 0 else NEVER
-                full = True
-        taken: list[tuple[Input, Buffered]] = []
-        for source in self.inputs.values():
-            if not source.buffer:
-                continue
-            kept: deque[Buffered] = deque()
-            for item in source.buffer:
-                if item.at < until and may_go(item):
-                    taken.append((source, item))
-                else:
-                    kept.append(item)
-            source.buffer = kept
+        out_of_order: set[int] = set()
+        for source, item in taken:
+            if source.ordered:  # its taken events are its first ones
+                source.buffer.popleft()
+            else:
+                out_of_order.add(id(item))
+        if out_of_order:
+            for source in self.inputs.values():
+                if not source.ordered:
+                    source.buffer = deque(b for b in source.buffer if id(b) not in out_of_order)
         return taken, full
 
     def _unread(self, at_mono: float) -> datetime:
@@ -283,7 +261,8 @@ class PartitionTime:
         waiting = [latest for polled, latest in quiet if polled <= self.arrived_at]
         if waiting:
             bound = min(bound, max(min(waiting), self.confirmed))
-        held = min((b.at for s in self.inputs.values() for b in s.buffer), default=ALWAYS)
+        held = min((s.buffer[0].at if s.ordered else min(b.at for b in s.buffer)
+                    for s in self.inputs.values() if s.buffer), default=ALWAYS)
         return min(bound, held)
 
     def horizon(self, wall: datetime) -> datetime:
@@ -300,6 +279,7 @@ class PartitionTime:
         return sum(len(s.buffer) for s in self.inputs.values())
 
 
-def _paired(source: Input) -> Iterator[tuple[Input, Buffered]]:
-    for item in source.buffer:
+def _in_order(source: Input) -> Iterator[tuple[Input, Buffered]]:
+    for item in source.buffer if source.ordered else sorted(source.buffer,
+                                                              key=lambda b: b.at):
         yield source, item
