@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import math
 import os
 import platform
 import sys
@@ -94,9 +95,13 @@ class Recovery:
 
 
 def traffic_for(customers: int, events: int, relationships: bool = True) -> DemoTraffic:
-    """A history of ``events`` events ending about now (wall clock), 30 s apart on average
-    (``relationships``: with categories, subscriptions, products and referrals)."""
-    start = datetime.now(UTC) - timedelta(seconds=30 * events)
+    """A history of ``events`` events, 30 s apart on average, ending before now (wall
+    clock) (``relationships``: with categories, subscriptions, products and referrals).
+    The gaps add up to 30 s x events give or take about 30 s x sqrt(events), so it starts
+    six such deviations further back: a history ending "about now" ran hours into the
+    future half the time, and an event from the future is decided at the moment it is
+    processed, so the run's outputs depended on its own speed."""
+    start = datetime.now(UTC) - timedelta(seconds=30 * (events + 6 * math.sqrt(events)))
     return DemoTraffic(customers, SEED, start, relationships=relationships)
 
 
