@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import math
 import os
 import platform
 import sys
@@ -48,7 +47,7 @@ from harness.kafka import end_offsets
 from harness.worker import Worker, http_get, total
 from schemas.events import CATALOG
 from streams.clients import async_options, sync_options
-from streams.demo import DemoTraffic, Message
+from streams.demo import DemoTraffic, Message, history_start
 from streams.topics import (
     CHURN_RISK,
     CUSTOMER_VALUE,
@@ -96,12 +95,8 @@ class Recovery:
 
 def traffic_for(customers: int, events: int, relationships: bool = True) -> DemoTraffic:
     """A history of ``events`` events, 30 s apart on average, ending before now (wall
-    clock) (``relationships``: with categories, subscriptions, products and referrals).
-    The gaps add up to 30 s x events give or take about 30 s x sqrt(events), so it starts
-    six such deviations further back: a history ending "about now" ran hours into the
-    future half the time, and an event from the future is decided at the moment it is
-    processed, so the run's outputs depended on its own speed."""
-    start = datetime.now(UTC) - timedelta(seconds=30 * (events + 6 * math.sqrt(events)))
+    clock) (``relationships``: with categories, subscriptions, products and referrals)."""
+    start = history_start(events)
     return DemoTraffic(customers, SEED, start, relationships=relationships)
 
 

@@ -10,6 +10,7 @@ JSON, a schema violation, a key mismatch, an unknown currency) that end as dead 
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Iterator
@@ -219,15 +220,25 @@ class DemoTraffic:
         return "orders", key, orjson.dumps(event)
 
 
+def history_start(events: int, mean_gap_seconds: float = 30.0) -> datetime:
+    """Where a history of ``events`` events, ``mean_gap_seconds`` apart on average, starts
+    so that it ends before now: its random gaps add up to events x the mean give or take
+    about sqrt(events) x the mean, so it starts six such deviations further back. (A
+    history that ran into the future would have those events decided at the moment they
+    are processed, so what it gives would depend on how fast it is processed.)"""
+    return datetime.now(UTC) - timedelta(
+        seconds=mean_gap_seconds * (events + 6 * math.sqrt(events)))
+
+
 def run_demo(settings: Settings, customers: int, events: int, rate: float, seed: int) -> int:
     """Send ``events`` messages, paced at ``rate`` per second (0: as fast as possible).
 
-    Unpaced, the events are a history ending about now, 30 s apart on average; paced, they
+    Unpaced, the events are a history ending before now, 30 s apart on average; paced, they
     happen in real time."""
     if rate > 0:
         traffic = DemoTraffic(customers, seed, datetime.now(UTC), mean_gap_seconds=1 / rate)
     else:
-        traffic = DemoTraffic(customers, seed, datetime.now(UTC) - timedelta(seconds=30 * events))
+        traffic = DemoTraffic(customers, seed, history_start(events))
     producer = open_producer(settings)
     began = time.monotonic()
     with Progress(console=Console(stderr=True), transient=True) as progress:

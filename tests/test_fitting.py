@@ -115,6 +115,12 @@ def test_a_history_shorter_than_a_few_purchase_gaps_is_refused() -> None:
     data = Summaries(x=x, t_x=t_x, T=T, m=m, day_value=m, margin=np.full(n, 0.3))
     with pytest.raises(FitError, match=r"the history spans 1 days; a fit needs at least 28"):
         fit_models(data, datetime(2026, 6, 1, tzinfo=UTC))
+    # The same day with fewer repeat buyers (where the days' boundaries fall, as the demo
+    # runs at another hour): still refused for its length, which is what would change it.
+    few = Summaries(x=np.where(np.arange(n) < 4, x, 0.0), t_x=np.where(np.arange(n) < 4, t_x, 0.0),
+                    T=T, m=m, day_value=m, margin=data.margin)
+    with pytest.raises(FitError, match=r"the history spans 1 days; a fit needs at least 28"):
+        fit_models(few, datetime(2026, 6, 1, tzinfo=UTC))
     # Long enough in days, but only two typical gaps between purchases long:
     x, t_x, T = simulate(NbdParams(r=0.5, alpha=30.0, a=1.2, b=3.5), 2000, seed=5,
                          modified=True)

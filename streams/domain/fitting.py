@@ -159,16 +159,20 @@ def check_history(data: Summaries) -> None:
     if len(data) < MIN_CUSTOMERS:
         raise FitError(f"too few customers with a purchase to fit: {len(data)} "
                        f"(at least {MIN_CUSTOMERS})")
+    # A history too short is said first: with more of it, the other counts change too.
+    span = float(data.T.max())
+    if span < MIN_HISTORY_DAYS:
+        raise FitError(f"the history spans {span:.0f} days; a fit needs at least "
+                       f"{MIN_HISTORY_DAYS:.0f}")
     repeat = data.x > 0
     if repeat.sum() < MIN_REPEAT_CUSTOMERS:
         raise FitError(f"too few repeat buyers to fit: {int(repeat.sum())} (at least "
                        f"{MIN_REPEAT_CUSTOMERS})")
-    span = float(data.T.max())
     gap = float(np.median(data.t_x[repeat] / data.x[repeat]))
-    if span < MIN_HISTORY_DAYS or span < GAPS_PER_HISTORY * gap:
+    if span < GAPS_PER_HISTORY * gap:
         raise FitError(f"the history spans {span:.0f} days; a fit needs at least "
-                       f"{MIN_HISTORY_DAYS:.0f} and {GAPS_PER_HISTORY:.0f} times the median gap "
-                       f"between a customer's purchases ({gap:.1f} days)")
+                       f"{GAPS_PER_HISTORY:.0f} times the median gap between a customer's "
+                       f"purchases ({gap:.1f} days)")
 
 
 def fit_models(data: Summaries, as_of: datetime,
