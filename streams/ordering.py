@@ -207,9 +207,6 @@ class PartitionTime:
                 if item.at < clock:
                     late.append(source.topic)
                 latest = max(latest, item.at)
-            for source in self.inputs.values():
-                if not source.buffer:
-                    source.ordered = True
             if full or not taken or not self.buffered():
                 break
         unread = self._unread(at_mono)
@@ -246,10 +243,11 @@ class PartitionTime:
                 source.buffer.popleft()
             else:
                 out_of_order.add(id(item))
-        if out_of_order:
-            for source in self.inputs.values():
-                if not source.ordered:
-                    source.buffer = deque(b for b in source.buffer if id(b) not in out_of_order)
+        for source in self.inputs.values():
+            if out_of_order and not source.ordered:
+                source.buffer = deque(b for b in source.buffer if id(b) not in out_of_order)
+            if not source.buffer:  # whatever comes next starts in order
+                source.ordered = True
         return taken, full
 
     def _unread(self, at_mono: float) -> datetime:
